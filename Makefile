@@ -1,0 +1,48 @@
+# The README's two commands: `make run` (the app on its embedded defaults) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test install install-test system-deps test-system-deps services migrate lint clean
+
+run: system-deps install migrate
+	$(BIN)/histocr serve
+
+test: test-system-deps install-test services
+	$(BIN)/python -m pytest
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Stamp files: reinstall only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+system-deps:
+	scripts/system-deps.sh
+
+test-system-deps:
+	scripts/system-deps.sh --test
+
+services:
+	scripts/ensure-services.sh
+
+migrate: install
+	$(BIN)/histocr migrate
+
+lint: install-test
+	$(BIN)/ruff check app workers models tests bench
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

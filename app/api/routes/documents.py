@@ -1,0 +1,199 @@
+"""Uploading documents, reading their pages, attaching ground truth."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile, status
+from fastapi.responses import FileResponse
+from sqlalchemy import select
+
+from app.api.deps import (
+    DispatcherDep,
+    DocumentDep,
+    PageDep,
+    ProjectDep,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+)
+from app.api.views import document_detail, document_public, ground_truth_public
+from app.db.tables import Document, GroundTruthKind
+from app.errors import InvalidUpload, UploadTooLarge
+from app.pipeline.config import default_stages
+from app.pipeline.dispatch import EVALUATE_TASK, INGEST_TASK, Dispatch
+from app.schemas.documents import (
+    DocumentDetail,
+    DocumentPublic,
+    GroundTruthPublic,
+    UploadedDocument,
+    UploadResult,
+)
+from app.services.documents import SpooledUpload, discard, spool_upload, store_uploads
+from app.services.projects import attach_ground_truth, decode_text, finished_runs_with
+from app.services.runs import create_run
+
+router = APIRouter(tags=["documents"])
+
+
+def _check_declared_size(request: Request, limit: int, files: int) -> None:
+    declared = request.headers.get("content-length")
+    # Multipart framing adds a little to each file; anything far beyond the limit is refused early.
+    if declared and declared.isdigit() and int(declared) > limit * max(files, 1) + 1024 * 1024:
+        raise UploadTooLarge(
+            f"the request is larger than the upload limit of {limit} bytes per file"
+        )
+
+
+@router.post(
+    "/projects/{project_id}/documents",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UploadResult,
+)
+def upload_documents(
+    request: Request,
+    project: ProjectDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    dispatcher: DispatcherDep,
+    files: Annotated[list[UploadFile], File(description="PDF, PNG, JPEG or TIFF scans")],
+    start_run: Annotated[bool, Form(description="start the default pipeline on them")] = False,
+) -> UploadResult:
+    """Store scans (checked by content and size) and queue their ingest; all or nothing."""
+    _check_declared_size(request, settings.max_upload_bytes, len(files))
+    if not files:
+        raise InvalidUpload("no files in the upload")
+    spooled: list[SpooledUpload] = []
+    try:
+        for upload in files:
+            spooled.append(
+                spool_upload(
+                    stream=upload.file,
+                    filename=upload.filename or "upload",
+                    settings=settings,
+                    tmp_dir=storage.root / "tmp",
+                )
+            )
+    except BaseException:
+        discard(spooled)
+        raise
+    stored = store_uploads(session=session, storage=storage, project=project, spooled=spooled)
+    dispatches = [
+        Dispatch(task=INGEST_TASK, args=(doc.id,), queue="cpu")
+        for doc, created in stored
+        if created
+    ]
+    run_id = None
+    if start_run:
+        run, more = create_run(
+            session=session,
+            settings=settings,
+            project=project,
+            stages=default_stages(),
+            document_ids=[doc.id for doc, _ in stored],
+        )
+        run_id = run.id
+        dispatches.extend(more)
+    result = UploadResult(
+        documents=[
+            UploadedDocument(**document_public(session, doc), duplicate=not created)
+            for doc, created in stored
+        ],
+        run_id=run_id,
+    )
+    session.commit()
+    dispatcher.send(dispatches)
+    return result
+
+
+@router.get("/projects/{project_id}/documents", response_model=list[DocumentPublic])
+def list_documents(project: ProjectDep, session: SessionDep) -> list[dict[str, object]]:
+    """The project's documents, oldest first."""
+    documents = session.scalars(
+        select(Document).where(Document.project_id == project.id).order_by(Document.id)
+    )
+    return [document_public(session, d) for d in documents]
+
+
+@router.get("/documents/{document_id}", response_model=DocumentDetail)
+def get_document(document: DocumentDep, session: SessionDep) -> DocumentDetail:
+    """A document with its pages."""
+    return document_detail(session, document)
+
+
+@router.get("/documents/{document_id}/file")
+def get_document_file(document: DocumentDep, storage: StorageDep) -> FileResponse:
+    """The uploaded file as it was received."""
+    return FileResponse(
+        storage.path(document.storage_key),
+        media_type=document.media_type,
+        filename=document.filename,
+    )
+
+
+@router.get("/pages/{page_id}/image")
+def get_page_image(page: PageDep, storage: StorageDep) -> FileResponse:
+    """The page image at full resolution (PNG)."""
+    return FileResponse(storage.path(page.image_key), media_type="image/png")
+
+
+@router.get("/pages/{page_id}/preview")
+def get_page_preview(page: PageDep, storage: StorageDep) -> FileResponse:
+    """A smaller JPEG of the page for the browser."""
+    return FileResponse(storage.path(page.preview_key), media_type="image/jpeg")
+
+
+@router.post(
+    "/documents/{document_id}/ground-truth",
+    status_code=status.HTTP_201_CREATED,
+    response_model=GroundTruthPublic,
+)
+async def upload_ground_truth(
+    document: DocumentDep,
+    session: SessionDep,
+    dispatcher: DispatcherDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="a .txt transcription or a .csv of records")],
+    kind: Annotated[
+        str | None, Form(description="text or records; by file ending if left out")
+    ] = None,
+    page: Annotated[int | None, Form(description="page number, for a page's transcription")] = None,
+) -> GroundTruthPublic:
+    """Attach a transcription (document or page) or a records CSV; finished runs are re-scored."""
+    filename = file.filename or "ground-truth"
+    data = await file.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise UploadTooLarge(f"{filename}: larger than the upload limit")
+    chosen = _ground_truth_kind(kind, filename)
+    truth = attach_ground_truth(
+        session=session,
+        document=document,
+        content=decode_text(data, filename),
+        kind=chosen,
+        filename=filename,
+        page_number=page,
+    )
+    result = ground_truth_public(truth)
+    rescore = [
+        Dispatch(task=EVALUATE_TASK, args=(run.id,), queue="cpu")
+        for run in finished_runs_with(session, document.id)
+    ]
+    session.commit()
+    dispatcher.send(rescore)
+    return result
+
+
+def _ground_truth_kind(kind: str | None, filename: str) -> GroundTruthKind:
+    if kind is None:
+        return (
+            GroundTruthKind.RECORDS if filename.lower().endswith(".csv") else GroundTruthKind.TEXT
+        )
+    try:
+        return GroundTruthKind(kind)
+    except ValueError as exc:
+        raise InvalidUpload(f"kind must be 'text' or 'records', not {kind!r}") from exc
+
+
+@router.get("/documents/{document_id}/ground-truth", response_model=list[GroundTruthPublic])
+def list_ground_truth(document: DocumentDep) -> list[GroundTruthPublic]:
+    """What ground truth the document has."""
+    return [ground_truth_public(t) for t in document.ground_truths]

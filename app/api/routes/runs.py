@@ -1,0 +1,150 @@
+"""Starting runs, following their progress, reading results, metrics and exports."""
+
+from typing import Any
+
+from fastapi import APIRouter, status
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from sqlalchemy import select
+
+from app.api.deps import (
+    DispatcherDep,
+    DocumentDep,
+    PageDep,
+    ProjectDep,
+    RunDep,
+    SessionDep,
+    SettingsDep,
+)
+from app.api.views import API, run_public
+from app.db.tables import GroundTruth, GroundTruthKind, Record, Run, StageResult
+from app.errors import NotFound
+from app.evaluation import compute_run_metrics
+from app.export import document_transcription, stream_records_csv
+from app.metrics.text import score_text
+from app.pipeline.config import default_stages
+from app.pipeline.engines import CATALOGUE
+from app.schemas.runs import PageResult, RecordPublic, RunCreate, RunPublic, StageResultPublic
+from app.services.runs import create_run
+
+router = APIRouter(tags=["runs"])
+
+
+@router.get("/engines")
+def list_engines() -> list[dict[str, Any]]:
+    """The engines this installation knows, with the stages each can run."""
+    return [
+        {"name": e.name, "stages": list(e.stages), "queue": e.queue, "description": e.description}
+        for e in CATALOGUE.values()
+    ]
+
+
+@router.post(
+    "/projects/{project_id}/runs", status_code=status.HTTP_201_CREATED, response_model=RunPublic
+)
+def start_run(
+    body: RunCreate,
+    project: ProjectDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    dispatcher: DispatcherDep,
+) -> RunPublic:
+    """Start a pipeline over the project's documents (all, or those named)."""
+    stages = [s.model_dump() for s in body.stages] if body.stages else default_stages()
+    run, dispatches = create_run(
+        session=session,
+        settings=settings,
+        project=project,
+        stages=stages,
+        document_ids=body.document_ids,
+        name=body.name,
+    )
+    result = run_public(session, run)
+    session.commit()
+    dispatcher.send(dispatches)
+    return result
+
+
+@router.get("/projects/{project_id}/runs", response_model=list[RunPublic])
+def list_runs(project: ProjectDep, session: SessionDep) -> list[RunPublic]:
+    """The project's runs, newest first."""
+    runs = session.scalars(select(Run).where(Run.project_id == project.id).order_by(Run.id.desc()))
+    return [run_public(session, run) for run in runs]
+
+
+@router.get("/runs/{run_id}", response_model=RunPublic)
+def get_run(run: RunDep, session: SessionDep) -> RunPublic:
+    """A run with its progress."""
+    return run_public(session, run)
+
+
+@router.get("/runs/{run_id}/metrics")
+def get_metrics(run: RunDep, session: SessionDep) -> dict[str, Any]:
+    """CER/WER (raw and normalized) per page, document and run; record scores; as fractions."""
+    return {"run_id": run.id, "status": run.status} | compute_run_metrics(session, run)
+
+
+@router.get("/runs/{run_id}/pages/{page_id}", response_model=PageResult)
+def get_page_result(run: RunDep, page: PageDep, session: SessionDep) -> PageResult:
+    """Every stage's output for a page, its records, and its scores where ground truth exists."""
+    results = session.scalars(
+        select(StageResult)
+        .where(StageResult.run_id == run.id, StageResult.page_id == page.id)
+        .order_by(StageResult.position)
+    ).all()
+    if not results and page.document_id not in {d.id for d in run.documents}:
+        raise NotFound(f"page {page.id} is not part of run {run.id}")
+    records = session.scalars(
+        select(Record)
+        .where(Record.run_id == run.id, Record.page_id == page.id)
+        .order_by(Record.position)
+    ).all()
+    truth = session.scalar(
+        select(GroundTruth).where(
+            GroundTruth.page_id == page.id, GroundTruth.kind == GroundTruthKind.TEXT
+        )
+    )
+    metrics = {
+        r.stage: score_text(truth.content, r.text or "").as_dict()
+        for r in results
+        if truth is not None and r.stage in ("ocr", "correct") and r.text is not None
+    }
+    return PageResult(
+        run_id=run.id,
+        page_id=page.id,
+        document_id=page.document_id,
+        number=page.number,
+        image_url=f"{API}/pages/{page.id}/image",
+        preview_url=f"{API}/pages/{page.id}/preview",
+        stages=[StageResultPublic.model_validate(r, from_attributes=True) for r in results],
+        records=[RecordPublic.model_validate(r, from_attributes=True) for r in records],
+        ground_truth=truth.content if truth else None,
+        metrics=metrics,
+    )
+
+
+@router.get("/runs/{run_id}/records.csv", response_class=StreamingResponse)
+def export_records(run: RunDep, settings: SettingsDep) -> StreamingResponse:
+    """The run's records as CSV: schema fields, then document, page, line, run."""
+    return StreamingResponse(
+        stream_records_csv(settings, run.id),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="run-{run.id}-records.csv"'},
+    )
+
+
+@router.get("/runs/{run_id}/documents/{document_id}/text.txt", response_class=PlainTextResponse)
+def export_text(
+    run: RunDep, document: DocumentDep, session: SessionDep, stage: str | None = None
+) -> PlainTextResponse:
+    """A document's transcription from the run (its last text stage unless `stage` is given)."""
+    if document.id not in {d.id for d in run.documents}:
+        raise NotFound(f"document {document.id} is not part of run {run.id}")
+    stages = [s["stage"] for s in run.config["stages"] if s["stage"] in ("ocr", "correct")]
+    if stage is not None and stage not in stages:
+        raise NotFound(f"run {run.id} has no text stage {stage!r} (stages: {', '.join(stages)})")
+    text = document_transcription(session, run, document, stage)
+    stem = document.filename.rsplit(".", 1)[0]
+    return PlainTextResponse(
+        text + "\n",
+        headers={"Content-Disposition": f'attachment; filename="{stem}-run-{run.id}.txt"'},
+    )

@@ -1,0 +1,140 @@
+"""`histocr serve`, `histocr worker` and `histocr migrate`."""
+
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from app.config import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def upgrade_database(settings: Settings) -> None:
+    """Bring the database schema to the newest migration."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", settings.resolved_database_url.replace("%", "%%"))
+    config.attributes["configure_logger"] = False
+    command.upgrade(config, "head")
+
+
+@click.command()
+def migrate() -> None:
+    """Apply database migrations (SQLite or PostgreSQL, from HISTOCR_DATABASE_URL)."""
+    upgrade_database(get_settings())
+    click.echo("database is up to date")
+
+
+def _die_with_parent() -> None:
+    # Linux: the embedded worker gets SIGTERM when `histocr serve` goes away, even on SIGKILL.
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def start_embedded_worker(settings: Settings) -> subprocess.Popen[bytes]:
+    """A Celery worker as a child process, on the same settings and all queues."""
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.celery_app",
+        "worker",
+        "--queues",
+        "cpu,llm,gpu",
+        "--concurrency",
+        str(settings.embedded_worker_concurrency),
+        "--hostname",
+        f"embedded-{os.getpid()}@%h",
+        "--loglevel",
+        settings.log_level.upper(),
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+    return subprocess.Popen(command, preexec_fn=_die_with_parent)  # noqa: PLW1509
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to listen on (HISTOCR_HOST).")
+@click.option("--port", type=int, default=None, help="Port (HISTOCR_PORT, default 8000).")
+@click.option(
+    "--worker/--no-worker",
+    default=None,
+    help="Run a worker beside the app (default: yes with the embedded broker).",
+)
+@click.option("--migrate/--no-migrate", default=True, help="Apply migrations before starting.")
+def serve(host: str | None, port: int | None, worker: bool | None, migrate: bool) -> None:
+    """Run the API and the browser UI (and, embedded, a worker)."""
+    import uvicorn
+
+    from app.main import create_app
+    from app.pipeline.dispatch import CeleryDispatcher
+    from app.pipeline.recovery import RecoveryLoop
+
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level.upper())
+    if migrate:
+        upgrade_database(settings)
+    app = create_app(settings)
+    child = None
+    run_worker = settings.runs_embedded_worker if worker is None else worker
+    if run_worker:
+        child = start_embedded_worker(settings)
+    recovery = RecoveryLoop(settings, CeleryDispatcher(app.state.celery)).start()
+    click.echo(f"histocr on http://{host or settings.host}:{port or settings.port}")
+    try:
+        uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level="info")
+    finally:
+        recovery.stop()
+        if child is not None:
+            child.terminate()
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+@click.command()
+@click.option("--queues", "-Q", default="cpu,llm,gpu", show_default=True, help="Queues to take.")
+@click.option("--concurrency", "-c", type=int, default=None, help="Worker processes/threads.")
+@click.option(
+    "--pool", default="prefork", show_default=True, help="Celery pool (prefork, threads)."
+)
+@click.option("--loglevel", "-l", default=None, help="Log level (HISTOCR_LOG_LEVEL).")
+def worker(queues: str, concurrency: int | None, pool: str, loglevel: str | None) -> None:
+    """Run a worker for the given queues (distributed mode: set HISTOCR_BROKER_URL)."""
+    from app.pipeline.dispatch import CeleryDispatcher
+    from app.pipeline.recovery import RecoveryLoop
+    from workers.celery_app import celery_app
+
+    settings = get_settings()
+    recovery = RecoveryLoop(settings, CeleryDispatcher(celery_app)).start()
+    argv = [
+        "worker",
+        "--queues",
+        queues,
+        "--pool",
+        pool,
+        "--loglevel",
+        (loglevel or settings.log_level).upper(),
+    ]
+    if concurrency:
+        argv += ["--concurrency", str(concurrency)]
+    try:
+        celery_app.worker_main(argv)
+    finally:
+        recovery.stop()

@@ -1,0 +1,98 @@
+"""Settings for the API, the workers and the CLI, read from HISTOCR_* environment variables."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, computed_field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TesseractSettings(BaseSettings):
+    """How the offline OCR engine is called."""
+
+    model_config = SettingsConfigDict(env_prefix="HISTOCR_TESSERACT_", extra="ignore")
+
+    languages: str = "Fraktur+deu"
+    psm: int = Field(default=4, ge=0, le=13)
+    oem: int = Field(default=1, ge=0, le=3)
+    timeout_s: float = 300.0
+    binary: str = "tesseract"
+
+
+class Settings(BaseSettings):
+    """One settings object, shared by `app/`, `workers/` and the CLI."""
+
+    model_config = SettingsConfigDict(env_prefix="HISTOCR_", env_file=".env", extra="ignore")
+
+    environment: str = "development"
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    broker_url: str = ""
+    storage_dir: Path | None = None
+
+    render_dpi: int = Field(default=300, ge=50, le=1200)
+    max_upload_mb: float = Field(default=200.0, gt=0)
+    max_pages_per_document: int = Field(default=2000, ge=1)
+    max_image_pixels: int = Field(default=200_000_000, ge=1_000_000)
+    preview_max_side: int = Field(default=1600, ge=200)
+
+    stage_max_attempts: int = Field(default=3, ge=1)
+    stage_lease_s: float = Field(default=300.0, gt=0)
+    stage_requeue_after_s: float = Field(default=3600.0, gt=0)
+    recovery_interval_s: float = Field(default=30.0, gt=0)
+
+    embedded_worker: bool | None = None
+    embedded_worker_concurrency: int = Field(default=2, ge=1)
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to SQLite under the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'histocr.db').resolve()}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def resolved_broker_url(self) -> str:
+        """The Celery broker, defaulting to kombu's filesystem transport (no server needed)."""
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_folder(self) -> Path:
+        """Where the filesystem transport keeps its messages."""
+        return (self.data_dir / "broker").resolve()
+
+    @property
+    def resolved_storage_dir(self) -> Path:
+        """Root of the content-addressed file store."""
+        return (self.storage_dir or self.data_dir / "files").resolve()
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        """True when the broker needs no server (filesystem transport)."""
+        return self.resolved_broker_url.startswith("filesystem")
+
+    @property
+    def runs_embedded_worker(self) -> bool:
+        """Whether `histocr serve` should start a worker of its own."""
+        if self.embedded_worker is not None:
+            return self.embedded_worker
+        return self.uses_embedded_broker
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The upload size limit in bytes."""
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    tesseract: TesseractSettings = Field(default_factory=TesseractSettings)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,224 @@
+"""The tables: projects, documents, pages, ground truth, runs, stage results, records."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db.session import Base, UTCDateTime, utcnow
+
+DEFAULT_SCHEMA_FIELDS = ["first and middle names", "surname", "occupation", "address"]
+
+
+class DocumentStatus(StrEnum):
+    """Where a document stands in ingest."""
+
+    UPLOADED = "uploaded"
+    INGESTING = "ingesting"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class StageStatus(StrEnum):
+    """Where one (run, page, stage) stands."""
+
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+TERMINAL_STAGE_STATUSES = (StageStatus.DONE, StageStatus.FAILED, StageStatus.SKIPPED)
+
+
+class RunStatus(StrEnum):
+    """Where a run stands as a whole."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    PARTIAL = "partial"
+    FAILED = "failed"
+
+
+class GroundTruthKind(StrEnum):
+    """Transcription text or a CSV of records."""
+
+    TEXT = "text"
+    RECORDS = "records"
+
+
+class Project(Base):
+    """A collection of documents with one record schema."""
+
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    schema_fields: Mapped[list[str]] = mapped_column(
+        JSON, default=lambda: list(DEFAULT_SCHEMA_FIELDS)
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    documents: Mapped[list["Document"]] = relationship(
+        back_populates="project", cascade="all, delete-orphan", order_by="Document.id"
+    )
+
+
+class Document(Base):
+    """One uploaded file (PDF or image); its bytes live in storage under `storage_key`."""
+
+    __tablename__ = "documents"
+    __table_args__ = (UniqueConstraint("project_id", "sha256"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    filename: Mapped[str] = mapped_column(String(500))
+    media_type: Mapped[str] = mapped_column(String(100))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    storage_key: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default=DocumentStatus.UPLOADED)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    page_count: Mapped[int | None] = mapped_column(Integer, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    project: Mapped[Project] = relationship(back_populates="documents")
+    pages: Mapped[list["Page"]] = relationship(
+        back_populates="document", cascade="all, delete-orphan", order_by="Page.number"
+    )
+    ground_truths: Mapped[list["GroundTruth"]] = relationship(
+        back_populates="document", cascade="all, delete-orphan"
+    )
+
+
+class Page(Base):
+    """One page image rendered from a document."""
+
+    __tablename__ = "pages"
+    __table_args__ = (UniqueConstraint("document_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[int] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    image_key: Mapped[str] = mapped_column(String(200))
+    preview_key: Mapped[str] = mapped_column(String(200))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    dpi: Mapped[int | None] = mapped_column(Integer, default=None)
+
+    document: Mapped[Document] = relationship(back_populates="pages")
+
+
+class GroundTruth(Base):
+    """A reference transcription (per document or page) or a reference records CSV."""
+
+    __tablename__ = "ground_truths"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[int] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), index=True
+    )
+    page_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pages.id", ondelete="CASCADE"), default=None
+    )
+    kind: Mapped[str] = mapped_column(String(20))
+    filename: Mapped[str] = mapped_column(String(500), default="")
+    content: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    document: Mapped[Document] = relationship(back_populates="ground_truths")
+
+
+run_documents = Table(
+    "run_documents",
+    Base.metadata,
+    Column("run_id", ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("document_id", ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Run(Base):
+    """One pipeline configuration applied to a set of documents; `config` never changes."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200), default="")
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20), default=RunStatus.PENDING)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    documents: Mapped[list[Document]] = relationship(secondary=run_documents, order_by=Document.id)
+
+
+class StageResult(Base):
+    """The output of one stage on one page in one run, with how it was produced."""
+
+    __tablename__ = "stage_results"
+    __table_args__ = (UniqueConstraint("run_id", "page_id", "stage"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id", ondelete="CASCADE"), index=True)
+    stage: Mapped[str] = mapped_column(String(20))
+    position: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default=StageStatus.PENDING, index=True)
+    engine: Mapped[str] = mapped_column(String(50))
+    model: Mapped[str | None] = mapped_column(String(200), default=None)
+    prompt_version: Mapped[str | None] = mapped_column(String(50), default=None)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    text: Mapped[str | None] = mapped_column(Text, default=None)
+    tokens_in: Mapped[int | None] = mapped_column(Integer, default=None)
+    tokens_out: Mapped[int | None] = mapped_column(Integer, default=None)
+    latency_s: Mapped[float | None] = mapped_column(default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    page: Mapped[Page] = relationship()
+
+
+class Record(Base):
+    """One extracted entry (a row of the dataset), with the line it came from."""
+
+    __tablename__ = "records"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id", ondelete="CASCADE"), index=True)
+    stage_result_id: Mapped[int] = mapped_column(
+        ForeignKey("stage_results.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    line_number: Mapped[int | None] = mapped_column(Integer, default=None)
+    source_line: Mapped[str] = mapped_column(Text, default="")
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -1,0 +1,67 @@
+"""Domain errors and how the API answers them."""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+logger = logging.getLogger(__name__)
+
+
+class HistocrError(Exception):
+    """Base of the errors a user can cause and be told about."""
+
+    status_code = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidUpload(HistocrError):
+    """An upload that is empty, corrupt, of the wrong type or too big."""
+
+    status_code = 422
+
+
+class UploadTooLarge(InvalidUpload):
+    """An upload over the size limit."""
+
+    status_code = 413
+
+
+class NotFound(HistocrError):
+    """A project, document, page or run that does not exist."""
+
+    status_code = 404
+
+
+class Conflict(HistocrError):
+    """A request that clashes with the current state (a duplicate name, a run not done)."""
+
+    status_code = 409
+
+
+class InvalidRequest(HistocrError):
+    """A request whose values are not usable (unknown engine, no documents)."""
+
+    status_code = 422
+
+
+class EngineUnavailable(HistocrError):
+    """An engine that is not installed or not reachable."""
+
+    status_code = 503
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map domain errors to status codes; answer anything else with a generic 500."""
+
+    @app.exception_handler(HistocrError)
+    async def _domain_error(_request: Request, exc: HistocrError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status_code, content={"detail": exc.message})
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(status_code=500, content={"detail": "internal server error"})

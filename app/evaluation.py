@@ -1,0 +1,122 @@
+"""Scoring a run's texts and records against the ground truth that is attached."""
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.tables import (
+    Document,
+    GroundTruthKind,
+    Page,
+    Record,
+    Run,
+    StageResult,
+    StageStatus,
+)
+from app.metrics.records import RecordScores, read_records_csv, score_records
+from app.metrics.text import TextScores, score_text
+
+TEXT_STAGES = ("ocr", "correct")
+
+
+def final_text_stage(run: Run) -> str:
+    """The last stage of the run that produces a transcription."""
+    stages = [s["stage"] for s in run.config["stages"] if s["stage"] in TEXT_STAGES]
+    return stages[-1]
+
+
+def page_texts(session: Session, run: Run, stage: str) -> dict[int, str | None]:
+    """Page id → the stage's text (None where the stage did not succeed)."""
+    rows = session.execute(
+        select(StageResult.page_id, StageResult.status, StageResult.text).where(
+            StageResult.run_id == run.id, StageResult.stage == stage
+        )
+    ).all()
+    return {
+        page_id: (text if status == StageStatus.DONE else None) for page_id, status, text in rows
+    }
+
+
+def document_text(pages: list[Page], texts: dict[int, str | None]) -> str:
+    """A document's transcription: its pages' texts in order, one after the other."""
+    return "\n".join(texts.get(page.id) or "" for page in pages)
+
+
+def _ground_truth(document: Document) -> tuple[str | None, dict[int, str], str | None]:
+    doc_text: str | None = None
+    page_text: dict[int, str] = {}
+    records: str | None = None
+    for truth in document.ground_truths:
+        if truth.kind == GroundTruthKind.RECORDS:
+            records = truth.content
+        elif truth.page_id is None:
+            doc_text = truth.content
+        else:
+            page_text[truth.page_id] = truth.content
+    if doc_text is None and page_text and all(p.id in page_text for p in document.pages):
+        doc_text = "\n".join(page_text[p.id] for p in document.pages)
+    return doc_text, page_text, records
+
+
+def compute_run_metrics(session: Session, run: Run) -> dict[str, Any]:
+    """CER/WER per page, document and run for every text stage; record scores where possible."""
+    text_stages = [s["stage"] for s in run.config["stages"] if s["stage"] in TEXT_STAGES]
+    texts = {stage: page_texts(session, run, stage) for stage in text_stages}
+    fields = list(run.config.get("schema_fields") or [])
+    has_extract = any(s["stage"] == "extract" for s in run.config["stages"])
+    out: dict[str, Any] = {"final_stage": text_stages[-1], "text": {}, "records": None}
+    stage_totals: dict[str, TextScores | None] = dict.fromkeys(text_stages)
+    stage_docs: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    stage_pages: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    record_total: RecordScores | None = None
+    record_docs: list[dict[str, Any]] = []
+    for document in run.documents:
+        doc_truth, page_truth, records_truth = _ground_truth(document)
+        for stage in text_stages:
+            for page in document.pages:
+                if page.id in page_truth:
+                    scores = score_text(page_truth[page.id], texts[stage].get(page.id) or "")
+                    stage_pages[stage].append(
+                        {"page_id": page.id, "document_id": document.id, "number": page.number}
+                        | scores.as_dict()
+                    )
+            if doc_truth is None:
+                continue
+            scores = score_text(doc_truth, document_text(document.pages, texts[stage]))
+            stage_docs[stage].append(
+                {"document_id": document.id, "filename": document.filename} | scores.as_dict()
+            )
+            total = stage_totals[stage]
+            stage_totals[stage] = scores if total is None else total + scores
+        if has_extract and records_truth is not None:
+            scored = _score_document_records(session, run, document, records_truth, fields)
+            record_docs.append(
+                {"document_id": document.id, "filename": document.filename} | scored.as_dict()
+            )
+            record_total = scored if record_total is None else record_total + scored
+    for stage in text_stages:
+        total = stage_totals[stage]
+        out["text"][stage] = {
+            "run": total.as_dict() if total is not None else None,
+            "documents": stage_docs[stage],
+            "pages": stage_pages[stage],
+        }
+    if record_total is not None:
+        out["records"] = {"run": record_total.as_dict(), "documents": record_docs}
+    return out
+
+
+def _score_document_records(
+    session: Session, run: Run, document: Document, truth_csv: str, fields: list[str]
+) -> RecordScores:
+    _, reference = read_records_csv(truth_csv, fields)
+    rows = session.scalars(
+        select(Record)
+        .join(Page, Page.id == Record.page_id)
+        .where(Record.run_id == run.id, Page.document_id == document.id)
+        .order_by(Page.number, Record.position)
+    ).all()
+    hypothesis = [{name: row.fields.get(name) for name in fields} for row in rows]
+    return score_records(reference, hypothesis, fields)

@@ -1,0 +1,37 @@
+"""The FastAPI application: REST API, browser UI and health check."""
+
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from app.api.main import api_router
+from app.api.routes.health import router as health_router
+from app.config import Settings, get_settings
+from app.errors import install_error_handlers
+from app.pipeline.dispatch import CeleryDispatcher
+from app.web import router as web_router
+from workers.celery_app import create_celery
+
+FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for the given settings (the environment's by default)."""
+    settings = settings or get_settings()
+    logging.basicConfig(level=settings.log_level.upper())
+    app = FastAPI(
+        title="histocr",
+        version="0.1.0",
+        description="OCR, post-correction and record extraction for historical documents",
+    )
+    app.state.settings = settings
+    app.state.celery = create_celery(settings)
+    app.state.dispatcher = CeleryDispatcher(app.state.celery)
+    install_error_handlers(app)
+    app.include_router(health_router)
+    app.include_router(api_router)
+    app.include_router(web_router)
+    app.mount("/static", StaticFiles(directory=FRONTEND / "static"), name="static")
+    return app

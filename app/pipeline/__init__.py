@@ -1,0 +1,1 @@
+"""Orchestration: run configs, what is ready to run, dispatching, recovery."""

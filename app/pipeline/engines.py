@@ -1,0 +1,52 @@
+"""What the service knows about each engine without loading it: stages, queue, batch size."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from app.config import Settings
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """Static facts about an engine, used to validate and route runs."""
+
+    name: str
+    stages: tuple[str, ...]
+    queue: str
+    batch_size: int
+    description: str
+
+
+CATALOGUE: dict[str, EngineInfo] = {
+    "tesseract": EngineInfo(
+        name="tesseract",
+        stages=("ocr",),
+        queue="cpu",
+        batch_size=1,
+        description="Tesseract OCR, offline (Fraktur + German models)",
+    ),
+    "rules": EngineInfo(
+        name="rules",
+        stages=("extract",),
+        queue="cpu",
+        batch_size=8,
+        description="Offline rules parser for comma-separated directory lines",
+    ),
+}
+
+
+def engines_for(stage: str) -> list[EngineInfo]:
+    """The engines that can serve `stage`."""
+    return [info for info in CATALOGUE.values() if stage in info.stages]
+
+
+def default_parameters(engine: str, settings: Settings) -> dict[str, Any]:
+    """The parameters a run records for an engine when the request names none."""
+    if engine == "tesseract":
+        return {
+            "languages": settings.tesseract.languages,
+            "psm": settings.tesseract.psm,
+            "oem": settings.tesseract.oem,
+            "timeout_s": settings.tesseract.timeout_s,
+        }
+    return {}

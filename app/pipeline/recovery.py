@@ -1,0 +1,54 @@
+"""A background loop that re-queues work left behind by dead workers or lost messages."""
+
+import logging
+import threading
+
+from app.config import Settings
+from app.db.session import session_scope
+from app.pipeline.dispatch import Dispatch, Dispatcher
+from app.pipeline.scheduler import recover_stale
+
+logger = logging.getLogger(__name__)
+
+
+def recover_once(settings: Settings, dispatcher: Dispatcher) -> list[Dispatch]:
+    """One sweep: reset expired leases, then send what became runnable."""
+    with session_scope(settings.resolved_database_url) as session:
+        dispatches = recover_stale(
+            session,
+            lease_s=settings.stage_lease_s,
+            requeue_after_s=settings.stage_requeue_after_s,
+            max_attempts=settings.stage_max_attempts,
+        )
+    dispatcher.send(dispatches)
+    return dispatches
+
+
+class RecoveryLoop:
+    """Runs `recover_once` every `recovery_interval_s` seconds in a daemon thread."""
+
+    def __init__(self, settings: Settings, dispatcher: Dispatcher) -> None:
+        self.settings = settings
+        self.dispatcher = dispatcher
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="histocr-recovery", daemon=True)
+
+    def start(self) -> "RecoveryLoop":
+        """Start sweeping."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop after the current sweep."""
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sent = recover_once(self.settings, self.dispatcher)
+                if sent:
+                    logger.info("recovery queued %d task(s)", len(sent))
+            except Exception:  # the loop must outlive a database hiccup; it tries again
+                logger.exception("recovery sweep failed")
+            self._stop.wait(self.settings.recovery_interval_s)

@@ -1,0 +1,255 @@
+"""Deciding what is ready to run. The database is the source of truth, not the broker."""
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from app.db.session import utcnow
+from app.db.tables import (
+    TERMINAL_STAGE_STATUSES,
+    Document,
+    DocumentStatus,
+    Page,
+    Run,
+    RunStatus,
+    StageResult,
+    StageStatus,
+    run_documents,
+)
+from app.pipeline.dispatch import EVALUATE_TASK, INGEST_TASK, STAGE_TASKS, Dispatch
+
+logger = logging.getLogger(__name__)
+
+
+def materialize(session: Session, run: Run) -> None:
+    """Create the pending stage results for every page of the run's ingested documents."""
+    specs = run.config["stages"]
+    existing = set(
+        session.execute(
+            select(StageResult.page_id, StageResult.stage).where(StageResult.run_id == run.id)
+        ).all()
+    )
+    pages = session.scalars(
+        select(Page)
+        .join(run_documents, run_documents.c.document_id == Page.document_id)
+        .join(Document, Document.id == Page.document_id)
+        .where(run_documents.c.run_id == run.id, Document.status == DocumentStatus.READY)
+        .order_by(Page.document_id, Page.number)
+    ).all()
+    for page in pages:
+        for position, spec in enumerate(specs):
+            if (page.id, spec["stage"]) in existing:
+                continue
+            session.add(
+                StageResult(
+                    run_id=run.id,
+                    page_id=page.id,
+                    stage=spec["stage"],
+                    position=position,
+                    engine=spec["engine"],
+                    parameters=spec["parameters"],
+                    prompt_version=spec.get("prompt_version"),
+                )
+            )
+    session.flush()
+
+
+def advance(session: Session, run: Run, page_ids: Iterable[int] | None = None) -> list[Dispatch]:
+    """Queue every stage whose predecessor is done; skip those whose predecessor failed."""
+    query = select(StageResult).where(StageResult.run_id == run.id)
+    if page_ids is not None:
+        query = query.where(StageResult.page_id.in_(list(page_ids)))
+    by_page: dict[int, list[StageResult]] = defaultdict(list)
+    for result in session.scalars(query.order_by(StageResult.page_id, StageResult.position)):
+        by_page[result.page_id].append(result)
+    ready: list[StageResult] = []
+    for results in by_page.values():
+        ready.extend(_ready_on_page(results))
+    claimed = [r for r in ready if _claim_for_queue(session, r)]
+    dispatches = _batch(run, claimed)
+    if run.status == RunStatus.PENDING and (claimed or by_page):
+        run.status = RunStatus.RUNNING
+    if is_settled(session, run):
+        dispatches.append(Dispatch(task=EVALUATE_TASK, args=(run.id,), queue="cpu"))
+    session.flush()
+    return dispatches
+
+
+def _ready_on_page(results: list[StageResult]) -> list[StageResult]:
+    previous: StageResult | None = None
+    ready = []
+    for result in results:
+        if result.status == StageStatus.PENDING:
+            if previous is None or previous.status == StageStatus.DONE:
+                ready.append(result)
+            elif previous.status in (StageStatus.FAILED, StageStatus.SKIPPED):
+                result.status = StageStatus.SKIPPED
+                result.error = f"not run: the {previous.stage} stage did not succeed"
+                result.finished_at = utcnow()
+        previous = result
+    return ready
+
+
+def _claim_for_queue(session: Session, result: StageResult) -> bool:
+    """Move pending → queued only if nobody else did it first (two workers may advance at once)."""
+    now = utcnow()
+    outcome = session.execute(
+        update(StageResult)
+        .where(StageResult.id == result.id, StageResult.status == StageStatus.PENDING)
+        .values(status=StageStatus.QUEUED, queued_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    claimed = bool(outcome.rowcount)  # type: ignore[attr-defined]
+    if claimed:
+        result.status = StageStatus.QUEUED
+        result.queued_at = now
+    return claimed
+
+
+def _batch(run: Run, results: list[StageResult]) -> list[Dispatch]:
+    specs = {spec["stage"]: spec for spec in run.config["stages"]}
+    groups: dict[str, list[int]] = defaultdict(list)
+    for result in results:
+        groups[result.stage].append(result.id)
+    dispatches = []
+    for stage, ids in groups.items():
+        spec = specs[stage]
+        size = max(1, int(spec.get("batch_size", 1)))
+        for start in range(0, len(ids), size):
+            dispatches.append(
+                Dispatch(
+                    task=STAGE_TASKS[stage],
+                    args=(ids[start : start + size],),
+                    queue=spec.get("queue", "cpu"),
+                )
+            )
+    return dispatches
+
+
+def is_settled(session: Session, run: Run) -> bool:
+    """True when every document is ingested (or failed) and every stage result is final."""
+    waiting_documents = session.scalar(
+        select(func.count())
+        .select_from(Document)
+        .join(run_documents, run_documents.c.document_id == Document.id)
+        .where(
+            run_documents.c.run_id == run.id,
+            Document.status.in_([DocumentStatus.UPLOADED, DocumentStatus.INGESTING]),
+        )
+    )
+    if waiting_documents:
+        return False
+    open_results = session.scalar(
+        select(func.count())
+        .select_from(StageResult)
+        .where(
+            StageResult.run_id == run.id,
+            StageResult.status.not_in(list(TERMINAL_STAGE_STATUSES)),
+        )
+    )
+    return not open_results
+
+
+def stage_counts(session: Session, run_id: int) -> dict[str, dict[str, int]]:
+    """How many pages each stage has in each status."""
+    rows = session.execute(
+        select(StageResult.stage, StageResult.status, func.count())
+        .where(StageResult.run_id == run_id)
+        .group_by(StageResult.stage, StageResult.status)
+    ).all()
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: {s.value: 0 for s in StageStatus})
+    for stage, status, count in rows:
+        counts[stage][status] = count
+    return dict(counts)
+
+
+def runs_waiting_for(session: Session, document_id: int) -> list[Run]:
+    """Unfinished runs that include a document (to continue them once it is ingested)."""
+    return list(
+        session.scalars(
+            select(Run)
+            .join(run_documents, run_documents.c.run_id == Run.id)
+            .where(
+                run_documents.c.document_id == document_id,
+                Run.status.in_([RunStatus.PENDING, RunStatus.RUNNING]),
+            )
+        )
+    )
+
+
+def recover_stale(
+    session: Session, *, lease_s: float, requeue_after_s: float, max_attempts: int
+) -> list[Dispatch]:
+    """Find work a dead worker or a lost message left behind and make it runnable again."""
+    now = utcnow()
+    dead = session.scalars(
+        select(StageResult).where(
+            StageResult.status == StageStatus.RUNNING,
+            StageResult.heartbeat_at < now - timedelta(seconds=lease_s),
+        )
+    ).all()
+    touched_runs: set[int] = set()
+    for result in dead:
+        touched_runs.add(result.run_id)
+        if result.attempts >= max_attempts:
+            result.status = StageStatus.FAILED
+            result.error = (
+                f"the worker stopped responding (attempt {result.attempts} of {max_attempts})"
+            )
+            result.finished_at = now
+        else:
+            result.status = StageStatus.PENDING
+            result.error = f"the worker stopped responding on attempt {result.attempts}; retrying"
+        logger.warning("stage result %s: worker lease expired, now %s", result.id, result.status)
+    lost = session.scalars(
+        select(StageResult).where(
+            StageResult.status == StageStatus.QUEUED,
+            StageResult.queued_at < now - timedelta(seconds=requeue_after_s),
+        )
+    ).all()
+    for result in lost:
+        touched_runs.add(result.run_id)
+        result.status = StageStatus.PENDING
+        logger.warning("stage result %s: queued too long, queueing again", result.id)
+    session.flush()
+    dispatches = _recover_ingest(session, now=now, lease_s=lease_s, requeue_after_s=requeue_after_s)
+    unfinished = session.scalars(
+        select(Run.id).where(Run.status.in_([RunStatus.PENDING, RunStatus.RUNNING]))
+    ).all()
+    for run_id in sorted(touched_runs | set(unfinished)):
+        run = session.get(Run, run_id)
+        if run is not None:
+            dispatches.extend(advance(session, run))
+    return dispatches
+
+
+def _recover_ingest(
+    session: Session, *, now: datetime, lease_s: float, requeue_after_s: float
+) -> list[Dispatch]:
+    """Documents whose ingest died (no progress within the lease) or whose message was lost."""
+    stale = session.scalars(
+        select(Document).where(
+            (
+                (Document.status == DocumentStatus.INGESTING)
+                & (Document.updated_at < now - timedelta(seconds=lease_s))
+            )
+            | (
+                (Document.status == DocumentStatus.UPLOADED)
+                & (Document.updated_at < now - timedelta(seconds=requeue_after_s))
+            )
+        )
+    ).all()
+    dispatches = []
+    for document in stale:
+        logger.warning(
+            "document %s: ingest lost (%s), queueing again", document.id, document.status
+        )
+        document.status = DocumentStatus.UPLOADED
+        document.updated_at = now
+        dispatches.append(Dispatch(task=INGEST_TASK, args=(document.id,), queue="cpu"))
+    session.flush()
+    return dispatches

@@ -1,0 +1,97 @@
+"""Runs, their progress, results and metrics."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class StageRequest(BaseModel):
+    """One stage of a requested pipeline."""
+
+    stage: str = Field(description="ocr, correct or extract")
+    engine: str = Field(description="an engine that can serve the stage, e.g. tesseract, rules")
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunCreate(BaseModel):
+    """A run request; leave `stages` out for Tesseract OCR then rules extraction."""
+
+    name: str = ""
+    document_ids: list[int] | None = Field(
+        default=None, description="documents to process; all of the project's when left out"
+    )
+    stages: list[StageRequest] | None = None
+
+
+class Progress(BaseModel):
+    """How far a run has come, in pages × stages."""
+
+    total: int
+    pending: int
+    queued: int
+    running: int
+    done: int
+    failed: int
+    skipped: int
+    documents_waiting: int
+    fraction: float
+
+
+class RunPublic(BaseModel):
+    """A run: its immutable configuration and where it stands."""
+
+    id: int
+    project_id: int
+    name: str
+    status: str
+    config: dict[str, Any]
+    created_at: datetime
+    finished_at: datetime | None
+    document_ids: list[int]
+    progress: Progress
+    stages: dict[str, dict[str, int]]
+    totals: dict[str, float | int | None]
+    summary: dict[str, Any] | None = None
+
+
+class StageResultPublic(BaseModel):
+    """One stage's result on one page."""
+
+    stage: str
+    status: str
+    engine: str
+    model: str | None
+    prompt_version: str | None
+    parameters: dict[str, Any]
+    text: str | None
+    tokens_in: int | None
+    tokens_out: int | None
+    latency_s: float | None
+    attempts: int
+    error: str | None
+
+
+class RecordPublic(BaseModel):
+    """An extracted record with its provenance."""
+
+    id: int
+    position: int
+    line_number: int | None
+    source_line: str
+    fields: dict[str, Any]
+
+
+class PageResult(BaseModel):
+    """Everything a run produced for one page, with its scores against ground truth."""
+
+    run_id: int
+    page_id: int
+    document_id: int
+    number: int
+    image_url: str
+    preview_url: str
+    stages: list[StageResultPublic]
+    records: list[RecordPublic]
+    ground_truth: str | None
+    metrics: dict[str, Any]

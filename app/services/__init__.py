@@ -1,0 +1,1 @@
+"""Service functions: keyword-only arguments, `flush()` only; callers commit."""

@@ -1,0 +1,43 @@
+"""Starting runs."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.db.tables import Document, Project, Run
+from app.errors import InvalidRequest
+from app.pipeline.config import build_run_config
+from app.pipeline.dispatch import Dispatch
+from app.pipeline.scheduler import advance, materialize
+
+
+def create_run(
+    *,
+    session: Session,
+    settings: Settings,
+    project: Project,
+    stages: Sequence[dict[str, Any]],
+    document_ids: Sequence[int] | None = None,
+    name: str = "",
+) -> tuple[Run, list[Dispatch]]:
+    """Record a run with its full configuration and queue what can start now."""
+    config = build_run_config(stages=stages, schema_fields=project.schema_fields, settings=settings)
+    query = select(Document).where(Document.project_id == project.id).order_by(Document.id)
+    if document_ids is not None:
+        wanted = set(document_ids)
+        query = query.where(Document.id.in_(wanted))
+    documents = list(session.scalars(query))
+    if document_ids is not None:
+        missing = sorted(set(document_ids) - {d.id for d in documents})
+        if missing:
+            raise InvalidRequest(f"project {project.id} has no document(s) {missing}")
+    if not documents:
+        raise InvalidRequest("the run has no documents: upload some first")
+    run = Run(project_id=project.id, name=name.strip(), config=config, documents=documents)
+    session.add(run)
+    session.flush()
+    materialize(session, run)
+    return run, advance(session, run)

@@ -1,0 +1,72 @@
+"""The browser UI: server-rendered pages that the scripts in frontend/static keep live."""
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+
+from app.api.deps import DocumentDep, ProjectDep, RunDep, SessionDep
+from app.api.views import document_public, run_public
+from app.db.tables import Document, Project, Run
+
+TEMPLATES = Jinja2Templates(
+    directory=Path(__file__).resolve().parent.parent / "frontend" / "templates"
+)
+
+router = APIRouter(include_in_schema=False)
+
+
+def _render(request: Request, name: str, context: dict[str, Any]) -> HTMLResponse:
+    return TEMPLATES.TemplateResponse(request, name, context)
+
+
+@router.get("/", response_class=HTMLResponse)
+def index(request: Request, session: SessionDep) -> HTMLResponse:
+    """Projects."""
+    projects = session.scalars(select(Project).order_by(Project.id.desc())).all()
+    return _render(request, "index.html", {"projects": projects})
+
+
+@router.get("/projects/{project_id}", response_class=HTMLResponse)
+def project_page(request: Request, project: ProjectDep, session: SessionDep) -> HTMLResponse:
+    """A project: upload, documents, runs."""
+    documents = session.scalars(
+        select(Document).where(Document.project_id == project.id).order_by(Document.id)
+    ).all()
+    runs = session.scalars(select(Run).where(Run.project_id == project.id).order_by(Run.id.desc()))
+    return _render(
+        request,
+        "project.html",
+        {
+            "project": project,
+            "documents": [document_public(session, d) for d in documents],
+            "runs": [run_public(session, r) for r in runs],
+        },
+    )
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse)
+def run_page(request: Request, run: RunDep, session: SessionDep) -> HTMLResponse:
+    """A run: progress, scores, downloads, its documents and pages."""
+    project = session.get_one(Project, run.project_id)
+    return _render(
+        request,
+        "run.html",
+        {"run": run_public(session, run), "project": project, "documents": run.documents},
+    )
+
+
+@router.get("/runs/{run_id}/documents/{document_id}", response_class=HTMLResponse)
+def document_page(
+    request: Request, run: RunDep, document: DocumentDep, session: SessionDep
+) -> HTMLResponse:
+    """A document in a run: each page image beside its text, with CER where ground truth exists."""
+    project = session.get_one(Project, run.project_id)
+    return _render(
+        request,
+        "document.html",
+        {"run": run_public(session, run), "project": project, "document": document},
+    )

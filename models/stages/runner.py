@@ -1,0 +1,129 @@
+"""Building each stage's engine requests and parsing the engines' answers."""
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from rapidfuzz import fuzz
+
+from models.base import EngineRequest, EngineResult
+from models.prompts import load_prompt
+from models.stages.base import PageInput, RecordOutput, StageOutput, StageOutputInvalid, StageSpec
+
+#: Key an engine may add to a record to say which input line (1-based) it came from.
+LINE_KEY = "line"
+
+
+def records_json_schema(fields: Sequence[str]) -> dict[str, Any]:
+    """The JSON schema extraction output must match: {"records": [{field: str|null, ...}]}."""
+    record = {
+        "type": "object",
+        "properties": {name: {"type": ["string", "null"]} for name in fields},
+        "required": list(fields),
+        "additionalProperties": False,
+    }
+    return {
+        "type": "object",
+        "properties": {"records": {"type": "array", "items": record}},
+        "required": ["records"],
+        "additionalProperties": False,
+    }
+
+
+def build_requests(spec: StageSpec, pages: Sequence[PageInput]) -> list[EngineRequest]:
+    """One engine request per page for the stage `spec` describes."""
+    prompt = load_prompt(spec.stage, spec.prompt_version) if spec.prompt_version else None
+    requests = []
+    for page in pages:
+        if spec.stage == "ocr":
+            requests.append(
+                EngineRequest(
+                    prompt=prompt.text if prompt else None,
+                    image_path=page.image_path,
+                    parameters=spec.parameters,
+                )
+            )
+        elif spec.stage == "correct":
+            requests.append(
+                EngineRequest(
+                    prompt=prompt.text if prompt else None,
+                    image_path=page.image_path,
+                    text=page.text or "",
+                    parameters=spec.parameters,
+                )
+            )
+        elif spec.stage == "extract":
+            text = prompt.text.format(fields=", ".join(spec.fields)) if prompt else None
+            requests.append(
+                EngineRequest(
+                    prompt=text,
+                    text=page.text or "",
+                    json_schema=records_json_schema(spec.fields),
+                    parameters={**spec.parameters, "fields": list(spec.fields)},
+                )
+            )
+        else:
+            raise ValueError(f"unknown stage {spec.stage!r}")
+    return requests
+
+
+def parse_result(spec: StageSpec, page: PageInput, result: EngineResult) -> StageOutput:
+    """Validate an engine's answer for a stage; raise StageOutputInvalid when it is unusable."""
+    if result.finish_reason != "stop":
+        raise StageOutputInvalid(f"the output was cut off (finish reason {result.finish_reason!r})")
+    if spec.stage in ("ocr", "correct"):
+        return StageOutput(text=result.text.strip("\n"), result=result)
+    records = parse_records(result.text, spec.fields, page.text or "")
+    return StageOutput(text=result.text, result=result, records=records)
+
+
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+
+
+def parse_records(answer: str, fields: Sequence[str], source_text: str) -> list[RecordOutput]:
+    """Parse and validate extraction JSON, then find the source line of every record."""
+    fenced = _FENCE.match(answer)
+    try:
+        data = json.loads(fenced.group(1) if fenced else answer)
+    except json.JSONDecodeError as exc:
+        raise StageOutputInvalid(f"the extraction output is not JSON: {exc}") from exc
+    items = data.get("records") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise StageOutputInvalid('the extraction output has no "records" list')
+    lines = source_text.splitlines()
+    return [_record(index, item, fields, lines) for index, item in enumerate(items)]
+
+
+def _record(index: int, item: Any, fields: Sequence[str], lines: list[str]) -> RecordOutput:
+    if not isinstance(item, dict):
+        raise StageOutputInvalid(f"record {index + 1} is not an object")
+    extra = set(item) - set(fields) - {LINE_KEY}
+    missing = [name for name in fields if name not in item]
+    if extra or missing:
+        raise StageOutputInvalid(
+            f"record {index + 1} does not match the schema "
+            f"(missing: {sorted(missing)}, unexpected: {sorted(extra)})"
+        )
+    values: dict[str, str | None] = {}
+    for name in fields:
+        value = item[name]
+        if value is not None and not isinstance(value, str | int | float):
+            raise StageOutputInvalid(f"record {index + 1}: field {name!r} is not a string")
+        text = None if value is None else str(value).strip()
+        values[name] = text or None
+    line_number = item.get(LINE_KEY)
+    if not isinstance(line_number, int) or not 1 <= line_number <= len(lines):
+        line_number = _best_line(values, lines)
+    source = lines[line_number - 1] if line_number else ""
+    return RecordOutput(fields=values, line_number=line_number, source_line=source)
+
+
+def _best_line(values: dict[str, str | None], lines: list[str]) -> int | None:
+    """The input line that shares most with a record (engines rarely count lines well)."""
+    probe = " ".join(v for v in values.values() if v)
+    if not probe or not lines:
+        return None
+    scores = [fuzz.partial_ratio(probe, line) if line.strip() else 0.0 for line in lines]
+    best = max(range(len(lines)), key=scores.__getitem__)
+    return best + 1 if scores[best] > 0 else None

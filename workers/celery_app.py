@@ -1,0 +1,55 @@
+"""The Celery app: the same tasks in embedded mode (filesystem broker) and on Redis."""
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from app.config import Settings, get_settings
+
+TASK_MODULES = [
+    "workers.tasks.ingest",
+    "workers.tasks.stages",
+    "workers.tasks.evaluate",
+]
+
+
+def broker_options(settings: Settings) -> dict[str, Any]:
+    """Transport options; the filesystem transport reads and writes one shared folder."""
+    if not settings.uses_embedded_broker:
+        # Redis re-delivers an unacknowledged task after this long; stage leases cover the rest.
+        return {"visibility_timeout": 3600}
+    folder = settings.broker_folder
+    for sub in ("queue", "processed"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    return {
+        "data_folder_in": str(folder / "queue"),
+        "data_folder_out": str(folder / "queue"),
+        "processed_folder": str(folder / "processed"),
+        "store_processed": False,
+        "polling_interval": 0.05,
+    }
+
+
+def create_celery(settings: Settings | None = None) -> Celery:
+    """Build the Celery app from settings."""
+    settings = settings or get_settings()
+    app = Celery("histocr", broker=settings.resolved_broker_url, include=TASK_MODULES)
+    app.conf.update(
+        broker_transport_options=broker_options(settings),
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue="cpu",
+        task_queues=[Queue("cpu"), Queue("llm"), Queue("gpu")],
+        task_serializer="json",
+        accept_content=["json"],
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+    )
+    return app
+
+
+celery_app = create_celery()

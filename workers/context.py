@@ -1,0 +1,70 @@
+"""What a task body needs: settings, a database session, the file store and a dispatcher."""
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+
+from sqlalchemy.orm import Session
+
+from app.config import Settings, get_settings
+from app.db.session import session_scope
+from app.pipeline.dispatch import CeleryDispatcher, Dispatcher
+from app.storage import LocalStorage
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """The environment task bodies run in (Celery worker or `histocr process`)."""
+
+    settings: Settings
+    dispatcher: Dispatcher
+    storage: LocalStorage
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success."""
+        with session_scope(self.settings.resolved_database_url) as session:
+            yield session
+
+
+def make_context(settings: Settings, dispatcher: Dispatcher) -> TaskContext:
+    """A context over the given settings."""
+    return TaskContext(
+        settings=settings,
+        dispatcher=dispatcher,
+        storage=LocalStorage(settings.resolved_storage_dir),
+    )
+
+
+@lru_cache(maxsize=1)
+def celery_context() -> TaskContext:
+    """The context of a Celery worker process, built from the environment once."""
+    from workers.celery_app import celery_app
+
+    return make_context(get_settings(), CeleryDispatcher(celery_app))
+
+
+@contextmanager
+def heartbeat(beat: Callable[[], None], interval_s: float) -> Iterator[None]:
+    """Call `beat` every `interval_s` seconds while the block runs (a lease for long work)."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(interval_s):
+            try:
+                beat()
+            except Exception:  # a missed beat only shortens the lease; the work goes on
+                logger.exception("heartbeat failed")
+
+    thread = threading.Thread(target=loop, name="histocr-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)

@@ -1,0 +1,106 @@
+"""Ingest: render an uploaded PDF or image into stored page images."""
+
+import logging
+from pathlib import Path
+
+from sqlalchemy import delete, update
+
+from app.db.session import utcnow
+from app.db.tables import Document, DocumentStatus, Page
+from app.errors import InvalidUpload
+from app.pipeline.dispatch import INGEST_TASK, Dispatch
+from app.pipeline.scheduler import advance, materialize, runs_waiting_for
+from workers.celery_app import celery_app
+from workers.context import TaskContext, celery_context
+
+logger = logging.getLogger(__name__)
+
+
+def ingest_document(ctx: TaskContext, document_id: int) -> None:
+    """Render every page, store it, then start the runs that were waiting for this document."""
+    with ctx.session() as session:
+        claimed = session.execute(
+            update(Document)
+            .where(Document.id == document_id, Document.status == DocumentStatus.UPLOADED)
+            .values(status=DocumentStatus.INGESTING, updated_at=utcnow(), error=None)
+        ).rowcount  # type: ignore[attr-defined]
+        if not claimed:
+            logger.info("document %s: not waiting for ingest, nothing to do", document_id)
+            return
+        # A previous attempt may have died half-way: start the pages afresh.
+        session.execute(delete(Page).where(Page.document_id == document_id))
+        document = session.get_one(Document, document_id)
+        source = ctx.storage.path(document.storage_key)
+        media_type = document.media_type
+    try:
+        count = _render_and_store(ctx, document_id, source, media_type)
+    except InvalidUpload as exc:
+        _finish(ctx, document_id, DocumentStatus.FAILED, error=exc.message)
+        return
+    except Exception as exc:
+        logger.exception("document %s: ingest failed", document_id)
+        _finish(ctx, document_id, DocumentStatus.FAILED, error=f"ingest failed: {exc}")
+        raise
+    _finish(ctx, document_id, DocumentStatus.READY, page_count=count)
+
+
+def _render_and_store(ctx: TaskContext, document_id: int, source: Path, media_type: str) -> int:
+    from app.media import render_pages
+
+    count = 0
+    for rendered in render_pages(
+        source,
+        media_type,
+        dpi=ctx.settings.render_dpi,
+        preview_max_side=ctx.settings.preview_max_side,
+    ):
+        image = ctx.storage.put_bytes(rendered.png, ".png")
+        preview = ctx.storage.put_bytes(rendered.preview_jpeg, ".jpg")
+        with ctx.session() as session:
+            session.add(
+                Page(
+                    document_id=document_id,
+                    number=rendered.number,
+                    image_key=image.key,
+                    preview_key=preview.key,
+                    width=rendered.width,
+                    height=rendered.height,
+                    dpi=rendered.dpi,
+                )
+            )
+            # Each stored page renews the lease, so a long PDF is not taken for a dead worker.
+            session.execute(
+                update(Document).where(Document.id == document_id).values(updated_at=utcnow())
+            )
+        count += 1
+    return count
+
+
+def _finish(
+    ctx: TaskContext,
+    document_id: int,
+    status: DocumentStatus,
+    *,
+    error: str | None = None,
+    page_count: int | None = None,
+) -> None:
+    dispatches: list[Dispatch] = []
+    with ctx.session() as session:
+        document = session.get(Document, document_id)
+        if document is None:
+            return
+        document.status = status
+        document.error = error
+        if page_count is not None:
+            document.page_count = page_count
+        session.flush()
+        for run in runs_waiting_for(session, document_id):
+            materialize(session, run)
+            dispatches.extend(advance(session, run))
+    ctx.dispatcher.send(dispatches)
+
+
+@celery_app.task(name=INGEST_TASK)
+def ingest_task(document_id: int) -> None:
+    """Celery entry point for ingest."""
+    ingest_document(celery_context(), document_id)

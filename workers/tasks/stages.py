@@ -1,0 +1,245 @@
+"""The ocr, correct and extract tasks: claim pages, call the engine, store what came back."""
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from app.db.session import utcnow
+from app.db.tables import Record, Run, StageResult, StageStatus
+from app.pipeline.dispatch import STAGE_TASKS, Dispatch
+from app.pipeline.scheduler import advance
+from models.base import EngineError, EngineResult
+from models.registry import get_engine
+from models.stages import (
+    PageInput,
+    StageOutput,
+    StageOutputInvalid,
+    StageSpec,
+    build_requests,
+    parse_result,
+)
+from workers.celery_app import celery_app
+from workers.context import TaskContext, celery_context, heartbeat
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClaimedPage:
+    """A stage result this task now owns, with the inputs it needs."""
+
+    result_id: int
+    page_id: int
+    attempt: int
+    page: PageInput
+
+
+def run_stage(ctx: TaskContext, stage: str, result_ids: Sequence[int]) -> None:
+    """Run one stage on a batch of pages of one run."""
+    claimed, spec, run_id = _claim(ctx, stage, result_ids)
+    if not claimed or spec is None or run_id is None:
+        return
+    ids = [c.result_id for c in claimed]
+    outcomes: list[StageOutput | EngineError]
+    with heartbeat(lambda: _beat(ctx, ids), ctx.settings.stage_lease_s / 4):
+        try:
+            engine = get_engine(spec.engine, spec.parameters)
+            requests = build_requests(spec, [c.page for c in claimed])
+            answers = engine.run_batch(requests)
+            outcomes = [_parse(spec, c.page, a) for c, a in zip(claimed, answers, strict=True)]
+        except EngineError as exc:
+            outcomes = [exc] * len(claimed)
+        except Exception as exc:
+            _store(ctx, run_id, claimed, [EngineError(f"internal error: {exc}")] * len(claimed))
+            raise
+    _store(ctx, run_id, claimed, outcomes)
+
+
+def _parse(
+    spec: StageSpec, page: PageInput, answer: EngineResult | EngineError
+) -> StageOutput | EngineError:
+    if isinstance(answer, EngineError):
+        return answer
+    try:
+        return parse_result(spec, page, answer)
+    except StageOutputInvalid as exc:
+        return EngineError(str(exc), attempts=answer.attempts)
+
+
+def _claim(
+    ctx: TaskContext, stage: str, result_ids: Sequence[int]
+) -> tuple[list[ClaimedPage], StageSpec | None, int | None]:
+    """Take the queued results nobody else runs; read their images and input texts."""
+    claimed: list[ClaimedPage] = []
+    with ctx.session() as session:
+        now = utcnow()
+        for result_id in result_ids:
+            taken = session.execute(
+                update(StageResult)
+                .where(
+                    StageResult.id == result_id,
+                    StageResult.stage == stage,
+                    StageResult.status.in_([StageStatus.QUEUED, StageStatus.PENDING]),
+                )
+                .values(
+                    status=StageStatus.RUNNING,
+                    attempts=StageResult.attempts + 1,
+                    started_at=now,
+                    heartbeat_at=now,
+                )
+            ).rowcount  # type: ignore[attr-defined]
+            if not taken:
+                logger.info("stage result %s: already taken or finished", result_id)
+                continue
+            result = session.get_one(StageResult, result_id)
+            session.refresh(result)
+            claimed.append(
+                ClaimedPage(
+                    result_id=result.id,
+                    page_id=result.page_id,
+                    attempt=result.attempts,
+                    page=_page_input(ctx, session, result),
+                )
+            )
+        if not claimed:
+            return [], None, None
+        first = session.get_one(StageResult, claimed[0].result_id)
+        run = session.get_one(Run, first.run_id)
+        spec_data = next(s for s in run.config["stages"] if s["stage"] == stage)
+        spec = StageSpec(
+            stage=stage,
+            engine=spec_data["engine"],
+            parameters=dict(spec_data.get("parameters") or {}),
+            prompt_version=spec_data.get("prompt_version"),
+            source=spec_data.get("source"),
+            fields=tuple(spec_data.get("fields") or ()),
+        )
+        return claimed, spec, run.id
+
+
+def _page_input(ctx: TaskContext, session: Session, result: StageResult) -> PageInput:
+    image = ctx.storage.path(result.page.image_key)
+    if result.stage == "ocr":
+        return PageInput(image_path=image)
+    source = session.scalars(
+        select(StageResult)
+        .where(
+            StageResult.run_id == result.run_id,
+            StageResult.page_id == result.page_id,
+            StageResult.position < result.position,
+            StageResult.stage.in_(["ocr", "correct"]),
+            StageResult.status == StageStatus.DONE,
+        )
+        .order_by(StageResult.position.desc())
+    ).first()
+    return PageInput(image_path=image, text=source.text if source else "")
+
+
+def _beat(ctx: TaskContext, ids: list[int]) -> None:
+    with ctx.session() as session:
+        session.execute(
+            update(StageResult)
+            .where(StageResult.id.in_(ids), StageResult.status == StageStatus.RUNNING)
+            .values(heartbeat_at=utcnow())
+        )
+
+
+def _store(
+    ctx: TaskContext,
+    run_id: int,
+    claimed: list[ClaimedPage],
+    outcomes: Sequence[StageOutput | EngineError],
+) -> None:
+    """Write every page's outcome, then queue what became ready (after the commit)."""
+    dispatches: list[Dispatch] = []
+    with ctx.session() as session:
+        for item, outcome in zip(claimed, outcomes, strict=True):
+            result = session.get(StageResult, item.result_id)
+            if result is None or result.status == StageStatus.DONE:
+                continue
+            if isinstance(outcome, EngineError):
+                dispatches.extend(_record_failure(ctx, result, outcome))
+            else:
+                _record_success(session, result, outcome)
+        run = session.get(Run, run_id)
+        if run is not None:
+            dispatches.extend(advance(session, run, page_ids=[c.page_id for c in claimed]))
+    ctx.dispatcher.send(dispatches)
+
+
+def _record_failure(ctx: TaskContext, result: StageResult, error: EngineError) -> list[Dispatch]:
+    max_attempts = ctx.settings.stage_max_attempts
+    result.error = str(error)
+    result.finished_at = utcnow()
+    if error.retryable and result.attempts < max_attempts:
+        result.status = StageStatus.QUEUED
+        result.queued_at = utcnow()
+        logger.warning("stage result %s: attempt %s failed: %s", result.id, result.attempts, error)
+        return [
+            Dispatch(
+                task=STAGE_TASKS[result.stage],
+                args=([result.id],),
+                queue=_queue_of(result),
+                countdown=min(60.0, 2.0**result.attempts),
+            )
+        ]
+    result.status = StageStatus.FAILED
+    logger.error(
+        "stage result %s failed after %s attempt(s): %s", result.id, result.attempts, error
+    )
+    return []
+
+
+def _queue_of(result: StageResult) -> str:
+    from app.pipeline.engines import CATALOGUE
+
+    info = CATALOGUE.get(result.engine)
+    return info.queue if info else "cpu"
+
+
+def _record_success(session: Session, result: StageResult, output: StageOutput) -> None:
+    answer = output.result
+    result.status = StageStatus.DONE
+    result.text = output.text
+    result.model = answer.model
+    result.tokens_in = answer.tokens_in
+    result.tokens_out = answer.tokens_out
+    result.latency_s = answer.latency_s
+    result.error = None
+    result.finished_at = utcnow()
+    if output.records is None:
+        return
+    session.execute(delete(Record).where(Record.stage_result_id == result.id))
+    for position, record in enumerate(output.records):
+        session.add(
+            Record(
+                run_id=result.run_id,
+                page_id=result.page_id,
+                stage_result_id=result.id,
+                position=position,
+                line_number=record.line_number,
+                source_line=record.source_line,
+                fields=record.fields,
+            )
+        )
+
+
+@celery_app.task(name=STAGE_TASKS["ocr"])
+def ocr_task(result_ids: list[int]) -> None:
+    """Celery entry point for OCR."""
+    run_stage(celery_context(), "ocr", result_ids)
+
+
+@celery_app.task(name=STAGE_TASKS["correct"])
+def correct_task(result_ids: list[int]) -> None:
+    """Celery entry point for post-correction."""
+    run_stage(celery_context(), "correct", result_ids)
+
+
+@celery_app.task(name=STAGE_TASKS["extract"])
+def extract_task(result_ids: list[int]) -> None:
+    """Celery entry point for record extraction."""
+    run_stage(celery_context(), "extract", result_ids)
