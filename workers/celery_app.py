@@ -3,9 +3,12 @@
 from typing import Any
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from app.config import Settings, get_settings
+
+#: cpu: ingest, Tesseract, rules; llm: calls to OpenAI-compatible endpoints; gpu: local models.
+QUEUES = ("cpu", "llm", "gpu")
 
 TASK_MODULES = [
     "workers.tasks.ingest",
@@ -43,7 +46,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue="cpu",
-        task_queues=[Queue("cpu"), Queue("llm"), Queue("gpu")],
+        task_queues=[Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
         task_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,

@@ -261,7 +261,8 @@ def read_records_csv(
     """Read records from a CSV path (or CSV text, when given a str containing a newline).
 
     Returns (fields, records). Without ``fields`` every column but ``id`` is a field; with
-    them, a CSV lacking any of them is a ValueError and other columns are left out.
+    them, a CSV lacking any of them is a ValueError and other columns are left out. Rows
+    whose fields are all empty are not records and are skipped. UTF-8, with or without BOM.
     """
     text = _csv_text(source)
     reader = csv.DictReader(io.StringIO(text, newline=""))

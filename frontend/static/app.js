@@ -109,7 +109,7 @@ window.histocr = (function () {
 
   /** The label of a run's progress: "4 / 6 done · 1 failed · waiting for 1 document". */
   function progressLabel(progress) {
-    const parts = [progress.done + " / " + progress.total + " done"];
+    const parts = [progress.done + " / " + progress.total + " steps done"];
     if (progress.failed) parts.push(progress.failed + " failed");
     if (progress.skipped) parts.push(progress.skipped + " skipped");
     if (progress.documents_waiting) {
@@ -169,13 +169,23 @@ window.histocr = (function () {
 
   /**
    * Call `step` every `interval` ms while it resolves to true. A failing step shows the error
-   * in the banner and is retried with a longer pause; the banner clears when it works again.
+   * in the banner and is retried after a longer pause; the banner clears when it works again.
+   * start() while a step is in flight asks for one more step right after it.
    */
   function poll(step, interval) {
     let failures = 0;
     let timer = null;
+    let busy = false;
+    let wanted = false;
+
+    function schedule(delay) {
+      timer = setTimeout(tick, delay);
+    }
+
     async function tick() {
       timer = null;
+      busy = true;
+      wanted = false;
       let again = true;
       try {
         again = await step();
@@ -185,11 +195,22 @@ window.histocr = (function () {
         failures += 1;
         showBanner("Could not refresh: " + error.message + " (retrying)");
       }
-      if (again) timer = setTimeout(tick, interval * Math.min(1 + failures, 5));
+      busy = false;
+      if (again) schedule(interval * Math.min(1 + failures, 5));
+      else if (wanted) schedule(0);
     }
+
     return {
       start(delay) {
-        if (timer === null) timer = setTimeout(tick, delay === undefined ? interval : delay);
+        const wait = delay === undefined ? interval : delay;
+        if (busy) {
+          wanted = true;
+        } else if (timer === null) {
+          schedule(wait);
+        } else if (wait === 0) {
+          clearTimeout(timer);
+          schedule(0);
+        }
       },
     };
   }

@@ -1,0 +1,173 @@
+"""Shared fixtures: real SQLite and PostgreSQL databases, Redis, Celery workers, the app."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from app.cli.serve import upgrade_database
+from app.config import Settings, get_settings
+from app.main import create_app
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARK = Path(os.environ.get("HISTOCR_BENCHMARK_DIR", ROOT.parent / "shared" / "benchmark"))
+PG_ADMIN_URL = os.environ.get("HISTOCR_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("HISTOCR_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def benchmark_file(*parts: str) -> Path:
+    """A file of the shared benchmark (read-only); fails loudly when it is missing."""
+    path = BENCHMARK.joinpath(*parts)
+    assert path.is_file(), f"benchmark file missing: {path} (set HISTOCR_BENCHMARK_DIR)"
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings_cache() -> Iterator[None]:
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment variables that reproduce `settings` in a child process."""
+    env = {
+        "HISTOCR_DATA_DIR": str(settings.data_dir),
+        "HISTOCR_DATABASE_URL": settings.resolved_database_url,
+        "HISTOCR_BROKER_URL": settings.broker_url,
+        "HISTOCR_STAGE_LEASE_S": str(settings.stage_lease_s),
+        "HISTOCR_RECOVERY_INTERVAL_S": str(settings.recovery_interval_s),
+        "HISTOCR_RENDER_DPI": str(settings.render_dpi),
+    }
+    return {k: v for k, v in env.items() if v}
+
+
+@pytest.fixture
+def sqlite_settings(tmp_path: Path) -> Settings:
+    """Embedded mode: SQLite and the filesystem broker under a temp folder, migrated."""
+    settings = Settings(data_dir=tmp_path / "var")
+    upgrade_database(settings)
+    return settings
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    name = f"histocr_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        from app.db.session import get_engine
+
+        get_engine(f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}").dispose()
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A Redis database emptied for the test."""
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    return REDIS_URL
+
+
+@pytest.fixture
+def postgres_settings(tmp_path: Path, postgres_url: str, redis_url: str) -> Settings:
+    """Distributed mode: PostgreSQL and Redis, migrated."""
+    settings = Settings(data_dir=tmp_path / "var", database_url=postgres_url, broker_url=redis_url)
+    upgrade_database(settings)
+    return settings
+
+
+class WorkerProcess:
+    """A real `histocr worker` in a child process."""
+
+    def __init__(self, settings: Settings, log: Path, extra_env: dict[str, str] | None = None):
+        self.log = log
+        env = {**os.environ, **settings_env(settings), **(extra_env or {})}
+        self.handle = log.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker", "--concurrency", "2", "--loglevel", "INFO"],
+            cwd=ROOT,
+            env=env,
+            stdout=self.handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Wait until Celery says the worker is ready."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if b"ready." in self.log.read_bytes():
+                return
+            assert self.process.poll() is None, self.log.read_text(errors="replace")[-3000:]
+            time.sleep(0.2)
+        raise AssertionError("worker did not start:\n" + self.log.read_text(errors="replace")[-3000:])
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool children at once (a crash, not a shutdown)."""
+        os.killpg(self.process.pid, 9)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        """Stop the worker (warm shutdown, then kill)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait(timeout=10)
+        self.handle.close()
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[object]:
+    """Start real workers on given settings; all are stopped after the test."""
+    workers: list[WorkerProcess] = []
+
+    def start(settings: Settings, **extra_env: str) -> WorkerProcess:
+        worker = WorkerProcess(settings, tmp_path / f"worker-{len(workers)}.log", extra_env)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+@pytest.fixture
+def client_for() -> Iterator[object]:
+    """A TestClient over the real app for given settings."""
+    clients: list[TestClient] = []
+
+    def make(settings: Settings) -> TestClient:
+        client = TestClient(create_app(settings))
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def copy_benchmark(tmp_path: Path, *parts: str) -> Path:
+    """Copy a benchmark file into the test's folder (the benchmark stays untouched)."""
+    source = benchmark_file(*parts)
+    target = tmp_path / source.name
+    shutil.copyfile(source, target)
+    return target
