@@ -38,7 +38,7 @@ class Settings(BaseSettings):
 
     stage_max_attempts: int = Field(default=3, ge=1)
     stage_lease_s: float = Field(default=300.0, gt=0)
-    stage_requeue_after_s: float = Field(default=3600.0, gt=0)
+    stage_requeue_after_s: float = Field(default=600.0, gt=0)
     recovery_interval_s: float = Field(default=30.0, gt=0)
 
     embedded_worker: bool | None = None

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from app.api.deps import DocumentDep, ProjectDep, RunDep, SessionDep
 from app.api.views import document_public, run_public
 from app.db.tables import Document, Project, Run
+from app.errors import NotFound
 
 TEMPLATES = Jinja2Templates(
     directory=Path(__file__).resolve().parent.parent / "frontend" / "templates"
@@ -64,6 +65,8 @@ def document_page(
     request: Request, run: RunDep, document: DocumentDep, session: SessionDep
 ) -> HTMLResponse:
     """A document in a run: each page image beside its text, with CER where ground truth exists."""
+    if document.id not in {d.id for d in run.documents}:
+        raise NotFound(f"document {document.id} is not part of run {run.id}")
     project = session.get_one(Project, run.project_id)
     return _render(
         request,

@@ -29,6 +29,7 @@ class TesseractEngine:
 
     def __init__(self, config: TesseractConfig) -> None:
         self.config = config
+        self._checked = False
 
     def describe(self) -> dict[str, Any]:
         """The parameters that decide the output."""
@@ -70,7 +71,10 @@ class TesseractEngine:
         return found
 
     def run_batch(self, requests: Sequence[EngineRequest]) -> list[EngineResult | EngineError]:
-        """OCR each request's image."""
+        """OCR each request's image (after checking once that the models are installed)."""
+        if not self._checked:
+            self.check()
+            self._checked = True
         return [self._recognize(request) for request in requests]
 
     def _recognize(self, request: EngineRequest) -> EngineResult | EngineError:
