@@ -88,10 +88,8 @@ def test_evaluate_reproduces_the_reference_table(system, normalized, raw):
     assert scores["cer"] * 100 == pytest.approx(raw, abs=0.01)
     assert 0 <= scores["wer_normalized"] <= scores["wer"] < 1.5
     # All five documents are in the micro average, not only the first.
-    lengths = sum(
-        len(" ".join(benchmark_file("ground_truth", "txt", f"type-{n}.txt").read_text("utf-8").split()))
-        for n in TYPES
-    )
+    truths = [benchmark_file("ground_truth", "txt", f"type-{n}.txt") for n in TYPES]
+    lengths = sum(len(" ".join(path.read_text("utf-8").split())) for path in truths)
     assert scores["characters"] == lengths
 
 
@@ -333,3 +331,16 @@ def test_process_accepts_a_txt_transcription_and_extracts_records(tmp_path):
     with (out / "records.csv").open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["surname"] for row in rows] == ["Foerster", "Foerster", "Mueller", "Schmitz"]
+
+
+def test_process_uses_the_configured_tesseract_binary(tmp_path, scan):
+    """HISTOCR_TESSERACT_BINARY is honoured: a wrong path fails visibly instead of being ignored."""
+    missing = tmp_path / "no-such-dir" / "tesseract"
+    result = histocr(
+        "process", scan, "--extract", "none", "--out", tmp_path / "out", "--json",
+        env={"HISTOCR_TESSERACT_BINARY": str(missing)},
+    )
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert str(missing) in result.stderr, result.stderr
+    assert json.loads(result.stdout)["status"] == "failed"

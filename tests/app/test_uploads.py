@@ -152,7 +152,9 @@ def test_file_over_the_size_limit_is_refused_with_413(sqlite_settings, client_fo
     big = encode(noise, "PNG")
     assert settings.max_upload_bytes < len(big) < 1024 * 1024
 
-    response = upload(client, project_id, ("small.png", small, "image/png"), ("big.png", big, "image/png"))
+    response = upload(
+        client, project_id, ("small.png", small, "image/png"), ("big.png", big, "image/png")
+    )
     assert response.status_code == 413, response.text
     detail = response.json()["detail"]
     assert "big.png" in detail and "limit" in detail and "0.01 MB" in detail, detail
@@ -296,3 +298,53 @@ def test_upload_queues_ingest_and_ingest_stores_pages_with_their_size(client, sq
     ingest_document(context, tiff_doc["id"])
     again = client.get(f"{API}/documents/{tiff_doc['id']}").json()
     assert [p["id"] for p in again["pages"]] == [p["id"] for p in tiff["pages"]]
+
+
+def test_same_file_twice_in_one_upload_is_one_document(client, sqlite_settings):
+    project_id = new_project(client)
+    data = png_bytes("twice")
+    response = upload(
+        client, project_id, ("first.png", data, "image/png"), ("second.png", data, "image/png")
+    )
+    assert response.status_code == 201, response.text
+    first, second = response.json()["documents"]
+    assert first["id"] == second["id"]
+    assert (first["duplicate"], second["duplicate"]) == (False, True)
+    assert len(stored_blobs(sqlite_settings)) == 1
+    assert len(client.get(f"{API}/projects/{project_id}/documents").json()) == 1
+
+
+def test_same_file_in_two_projects_is_a_document_in_each(client, sqlite_settings):
+    data = png_bytes("shared")
+    ids = []
+    for name in ("Bonn 1800", "Bonn 1801"):
+        response = upload(client, new_project(client, name), ("scan.png", data, "image/png"))
+        assert response.status_code == 201, response.text
+        (document,) = response.json()["documents"]
+        assert document["duplicate"] is False
+        ids.append(document["id"])
+    assert ids[0] != ids[1]
+    assert len(stored_blobs(sqlite_settings)) == 1  # the bytes are stored once all the same
+
+
+def test_document_with_more_pages_than_the_limit_is_refused(sqlite_settings, client_for):
+    settings = sqlite_settings.model_copy(update={"max_pages_per_document": 1})
+    client = client_for(settings)
+    project_id = new_project(client)
+    response = upload(client, project_id, ("two.tif", tiff_bytes(), "image/tiff"))
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert "two.tif" in detail and "2 pages" in detail and "limit of 1" in detail, detail
+    assert_nothing_stored(client, settings, project_id)
+
+
+def test_image_over_the_pixel_limit_is_refused(sqlite_settings, client_for):
+    settings = sqlite_settings.model_copy(update={"max_image_pixels": 1_000_000})
+    client = client_for(settings)
+    project_id = new_project(client)
+    large = encode(Image.new("L", (1100, 1000), "white"), "PNG")  # 1.1 million pixels
+    response = upload(client, project_id, ("large.png", large, "image/png"))
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert "large.png" in detail and "too large" in detail, detail
+    assert_nothing_stored(client, settings, project_id)
