@@ -3,6 +3,7 @@
 import io
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,10 @@ MEDIA_TYPES = {
     "image/png": ".png",
     "image/jpeg": ".jpg",
     "image/tiff": ".tif",
+    "text/plain": ".txt",
 }
+#: Separates the pages of an imported transcription (form feed, as pdftotext writes it).
+PAGE_BREAK = "\f"
 
 
 @dataclass(frozen=True)
@@ -34,11 +38,12 @@ class RenderedPage:
     """One page image, encoded for storage and for the browser."""
 
     number: int
-    png: bytes
-    preview_jpeg: bytes
+    png: bytes | None
+    preview_jpeg: bytes | None
     width: int
     height: int
     dpi: int | None
+    text: str | None = None
 
 
 def sniff_media_type(head: bytes) -> str | None:
@@ -54,13 +59,18 @@ def sniff_media_type(head: bytes) -> str | None:
     return None
 
 
-def inspect_upload(path: Path, filename: str, max_pages: int) -> MediaInfo:
+def inspect_upload(
+    path: Path, filename: str, max_pages: int, max_pixels: int = 200_000_000
+) -> MediaInfo:
     """Check that a stored upload is a readable PDF or image and count its pages."""
     with path.open("rb") as handle:
         head = handle.read(16)
     if not head:
         raise InvalidUpload(f"{filename}: the file is empty")
     media_type = sniff_media_type(head)
+    if media_type is None and filename.lower().endswith(".txt"):
+        pages = len(read_text_pages(path, filename))
+        return MediaInfo(media_type="text/plain", extension=".txt", page_count=pages)
     if media_type is None:
         raise InvalidUpload(
             f"{filename}: not a PDF, PNG, JPEG or TIFF file (judged by its content, not its name)"
@@ -68,12 +78,28 @@ def inspect_upload(path: Path, filename: str, max_pages: int) -> MediaInfo:
     if media_type == "application/pdf":
         pages = _count_pdf_pages(path, filename)
     else:
-        pages = _count_image_frames(path, filename)
+        pages = _count_image_frames(path, filename, max_pixels)
     if pages < 1:
         raise InvalidUpload(f"{filename}: the file has no pages")
     if pages > max_pages:
         raise InvalidUpload(f"{filename}: {pages} pages, more than the limit of {max_pages}")
     return MediaInfo(media_type=media_type, extension=MEDIA_TYPES[media_type], page_count=pages)
+
+
+def read_text_pages(path: Path, filename: str) -> list[str]:
+    """The pages of a UTF-8 transcription, split at form feeds."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidUpload(
+            f"{filename}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from exc
+    if not text.strip():
+        raise InvalidUpload(f"{filename}: the file is empty")
+    pages = text.replace("\r\n", "\n").split(PAGE_BREAK)
+    if pages and not pages[-1].strip():
+        pages.pop()  # a trailing form feed ends the last page rather than starting a new one
+    return [page.strip("\n") for page in pages]
 
 
 def _count_pdf_pages(path: Path, filename: str) -> int:
@@ -86,19 +112,36 @@ def _count_pdf_pages(path: Path, filename: str) -> int:
     return int(info.get("Pages", 0))
 
 
-def _count_image_frames(path: Path, filename: str) -> int:
+def _count_image_frames(path: Path, filename: str, max_pixels: int) -> int:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                frames = getattr(image, "n_frames", 1)
-                for frame in ImageSequence.Iterator(image):
-                    frame.load()
-                return int(frames)
+        with pixel_limit(max_pixels), Image.open(path) as image:
+            frames = 0
+            for frame in ImageSequence.Iterator(image):
+                if frame.width * frame.height > max_pixels:
+                    raise InvalidUpload(
+                        f"{filename}: page {frames + 1} is {frame.width}×{frame.height} pixels, "
+                        f"more than the limit of {max_pixels:,}"
+                    )
+                frame.load()
+                frames += 1
+            return frames
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InvalidUpload(f"{filename}: the image is too large to process ({exc})") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InvalidUpload(f"{filename}: not a readable image ({_first_line(exc)})") from exc
+
+
+@contextmanager
+def pixel_limit(max_pixels: int) -> Iterator[None]:
+    """Let Pillow open images up to our own limit (its default is about 89 million pixels)."""
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
 
 
 def _first_line(exc: BaseException) -> str:
@@ -107,9 +150,18 @@ def _first_line(exc: BaseException) -> str:
 
 
 def render_pages(
-    path: Path, media_type: str, *, dpi: int, preview_max_side: int
+    path: Path, media_type: str, *, dpi: int, preview_max_side: int, max_pixels: int = 200_000_000
 ) -> Iterator[RenderedPage]:
     """Render every page of a stored upload, one at a time to bound memory."""
+    with pixel_limit(max_pixels):
+        yield from _render(path, media_type, dpi, preview_max_side)
+
+
+def _render(path: Path, media_type: str, dpi: int, preview_max_side: int) -> Iterator[RenderedPage]:
+    if media_type == "text/plain":
+        for number, text in enumerate(read_text_pages(path, path.name), start=1):
+            yield RenderedPage(number, None, None, 0, 0, None, text=text)
+        return
     if media_type == "application/pdf":
         count = _count_pdf_pages(path, path.name)
         for number in range(1, count + 1):

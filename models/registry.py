@@ -1,4 +1,9 @@
-"""Engines by name, built from a run's recorded parameters, one instance per process."""
+"""Engines by name, one instance per process and configuration.
+
+An engine is built from two things: the parameters a run recorded (they decide the output and
+are stored with every result) and the machine's environment (binary paths, endpoints, API keys:
+they differ per worker, and secrets among them must never be stored).
+"""
 
 import json
 from collections.abc import Callable, Mapping
@@ -7,39 +12,59 @@ from typing import Any
 
 from models.base import Engine, EngineNotAvailable
 
+Factory = Callable[[Mapping[str, Any], Mapping[str, Any]], Engine]
 
-def _tesseract(parameters: Mapping[str, Any]) -> Engine:
+
+def _tesseract(parameters: Mapping[str, Any], environment: Mapping[str, Any]) -> Engine:
     from models.tesseract import TesseractConfig, TesseractEngine
 
-    allowed = {"languages", "psm", "oem", "timeout_s", "binary"}
-    return TesseractEngine(TesseractConfig(**{k: v for k, v in parameters.items() if k in allowed}))
+    allowed = {"languages", "psm", "oem", "timeout_s"}
+    config = {k: v for k, v in parameters.items() if k in allowed}
+    if environment.get("binary"):
+        config["binary"] = environment["binary"]
+    return TesseractEngine(TesseractConfig(**config))
 
 
-def _rules(_parameters: Mapping[str, Any]) -> Engine:
+def _rules(_parameters: Mapping[str, Any], _environment: Mapping[str, Any]) -> Engine:
     from models.rules_engine import RulesEngine
 
     return RulesEngine()
 
 
-FACTORIES: dict[str, Callable[[Mapping[str, Any]], Engine]] = {
+def _imported(_parameters: Mapping[str, Any], _environment: Mapping[str, Any]) -> Engine:
+    from models.imported import ImportedTextEngine
+
+    return ImportedTextEngine()
+
+
+FACTORIES: dict[str, Factory] = {
     "tesseract": _tesseract,
     "rules": _rules,
+    "import": _imported,
 }
 
 
-def create_engine(name: str, parameters: Mapping[str, Any]) -> Engine:
+def create_engine(
+    name: str, parameters: Mapping[str, Any], environment: Mapping[str, Any] | None = None
+) -> Engine:
     """A new engine instance; unknown names are an error."""
     factory = FACTORIES.get(name)
     if factory is None:
         raise EngineNotAvailable(f"unknown engine {name!r} (known: {', '.join(sorted(FACTORIES))})")
-    return factory(parameters)
+    return factory(parameters, environment or {})
 
 
 @lru_cache(maxsize=16)
-def _cached(name: str, parameters_json: str) -> Engine:
-    return create_engine(name, json.loads(parameters_json))
+def _cached(name: str, parameters_json: str, environment_json: str) -> Engine:
+    return create_engine(name, json.loads(parameters_json), json.loads(environment_json))
 
 
-def get_engine(name: str, parameters: Mapping[str, Any]) -> Engine:
-    """The process's engine for (name, parameters): models load once per worker process."""
-    return _cached(name, json.dumps(dict(parameters), sort_keys=True))
+def get_engine(
+    name: str, parameters: Mapping[str, Any], environment: Mapping[str, Any] | None = None
+) -> Engine:
+    """The process's engine for this configuration: models load once per worker process."""
+    return _cached(
+        name,
+        json.dumps(dict(parameters), sort_keys=True),
+        json.dumps(dict(environment or {}), sort_keys=True),
+    )

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -24,6 +25,12 @@ class TaskContext:
     settings: Settings
     dispatcher: Dispatcher
     storage: LocalStorage
+
+    def engine_environment(self, engine: str) -> dict[str, Any]:
+        """This machine's settings for an engine (paths, endpoints, keys): never recorded."""
+        if engine == "tesseract":
+            return {"binary": self.settings.tesseract.binary}
+        return {}
 
     @contextmanager
     def session(self) -> Iterator[Session]:

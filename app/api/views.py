@@ -1,6 +1,7 @@
 """Turning rows into API models (shared by the JSON routes and the HTML pages)."""
 
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -22,6 +23,15 @@ from app.schemas.runs import Progress, RunPublic
 API = "/api/v1"
 
 
+def attachment(filename: str) -> dict[str, str]:
+    """A Content-Disposition header that survives any file name (RFC 6266 / 5987)."""
+    fallback = filename.encode("ascii", "replace").decode().replace("?", "_").replace('"', "_")
+    return {
+        "Content-Disposition": f'attachment; filename="{fallback}"; '
+        f"filename*=UTF-8''{quote(filename)}"
+    }
+
+
 def page_public(page: Page) -> PagePublic:
     """A page with the URLs of its image."""
     return PagePublic(
@@ -31,8 +41,8 @@ def page_public(page: Page) -> PagePublic:
         width=page.width,
         height=page.height,
         dpi=page.dpi,
-        image_url=f"{API}/pages/{page.id}/image",
-        preview_url=f"{API}/pages/{page.id}/preview",
+        image_url=f"{API}/pages/{page.id}/image" if page.image_key else None,
+        preview_url=f"{API}/pages/{page.id}/preview" if page.preview_key else None,
     )
 
 

@@ -35,7 +35,11 @@ EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for the text, records CSV and metrics.",
 )
-@click.option("--ocr", default="tesseract", show_default=True, help="OCR engine.")
+@click.option(
+    "--ocr",
+    default=None,
+    help="OCR engine (default: tesseract for scans, import for .txt transcriptions).",
+)
 @click.option("--extract", default="rules", show_default=True, help="Extraction engine, or 'none'.")
 @click.option(
     "--ground-truth",
@@ -59,7 +63,7 @@ EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 def process(
     files: tuple[Path, ...],
     out_dir: Path,
-    ocr: str,
+    ocr: str | None,
     extract: str,
     gt_texts: tuple[Path, ...],
     gt_csvs: tuple[Path, ...],
@@ -73,6 +77,7 @@ def process(
             raise click.UsageError(
                 f"give {name} once per file ({len(files)}), not {len(given)} times"
             )
+    ocr = ocr or _default_ocr(files)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="histocr-") as work:
         base = get_settings()
@@ -101,6 +106,16 @@ def process(
             f"error: the run ended {summary['status']}: " + "; ".join(summary["errors"]), err=True
         )
         sys.exit(1)
+
+
+def _default_ocr(files: tuple[Path, ...]) -> str:
+    """Transcriptions (.txt) go straight to the stages after OCR; scans go through Tesseract."""
+    texts = [f for f in files if f.suffix.lower() == ".txt"]
+    if texts and len(texts) != len(files):
+        raise click.UsageError(
+            "give either scans or .txt transcriptions, not both (they need different OCR engines)"
+        )
+    return "import" if texts else "tesseract"
 
 
 def _process(

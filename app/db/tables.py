@@ -111,7 +111,7 @@ class Document(Base):
 
 
 class Page(Base):
-    """One page image rendered from a document."""
+    """One page of a document: an image rendered from a scan, or a page of imported text."""
 
     __tablename__ = "pages"
     __table_args__ = (UniqueConstraint("document_id", "number"),)
@@ -121,8 +121,10 @@ class Page(Base):
         ForeignKey("documents.id", ondelete="CASCADE"), index=True
     )
     number: Mapped[int] = mapped_column(Integer)
-    image_key: Mapped[str] = mapped_column(String(200))
-    preview_key: Mapped[str] = mapped_column(String(200))
+    image_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    preview_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    #: For a page of an imported transcription (a .txt document): its text in storage.
+    text_key: Mapped[str | None] = mapped_column(String(200), default=None)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     dpi: Mapped[int | None] = mapped_column(Integer, default=None)

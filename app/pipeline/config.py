@@ -13,6 +13,7 @@ CONFIG_VERSION = 1
 _ALLOWED_PARAMETERS = {
     "tesseract": {"languages": str, "psm": int, "oem": int, "timeout_s": float},
     "rules": {},
+    "import": {},
 }
 
 

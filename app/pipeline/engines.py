@@ -25,6 +25,13 @@ CATALOGUE: dict[str, EngineInfo] = {
         batch_size=1,
         description="Tesseract OCR, offline (Fraktur + German models)",
     ),
+    "import": EngineInfo(
+        name="import",
+        stages=("ocr",),
+        queue="cpu",
+        batch_size=16,
+        description="Imported text: the transcription of an uploaded .txt document",
+    ),
     "rules": EngineInfo(
         name="rules",
         stages=("extract",),

@@ -49,8 +49,8 @@ class PagePublic(BaseModel):
     width: int
     height: int
     dpi: int | None
-    image_url: str
-    preview_url: str
+    image_url: str | None
+    preview_url: str | None
 
 
 class DocumentDetail(DocumentPublic):

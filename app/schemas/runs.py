@@ -89,8 +89,8 @@ class PageResult(BaseModel):
     page_id: int
     document_id: int
     number: int
-    image_url: str
-    preview_url: str
+    image_url: str | None
+    preview_url: str | None
     stages: list[StageResultPublic]
     records: list[RecordPublic]
     ground_truth: str | None

@@ -50,7 +50,9 @@ def spool_upload(
                     )
                 digest.update(chunk)
                 handle.write(chunk)
-        info = inspect_upload(path, filename, settings.max_pages_per_document)
+        info = inspect_upload(
+            path, filename, settings.max_pages_per_document, settings.max_image_pixels
+        )
     except BaseException:
         path.unlink(missing_ok=True)
         raise

@@ -191,8 +191,12 @@
     image.width = Number(page.width);
     image.height = Number(page.height);
     document.getElementById("page-image-link").href = h.API + "/pages/" + page.id + "/image";
-    document.getElementById("page-caption").textContent = "Page " + page.number + " of " + pages.length +
-      " · " + page.width + " × " + page.height + " px · click to open full size";
+    const hasImage = Number(page.width) > 0;
+    image.hidden = !hasImage;
+    document.getElementById("page-caption").textContent = hasImage
+      ? "Page " + page.number + " of " + pages.length + " · " + page.width + " × " + page.height +
+        " px · click to open full size"
+      : "Page " + page.number + " of " + pages.length + " · imported text, no image";
     document.getElementById("page-number").textContent = String(page.number);
     for (const id of ["page-text", "page-stages", "page-records"]) {
       h.replaceChildren(document.getElementById(id), el("p", { className: "subtle" }, "Loading…"));

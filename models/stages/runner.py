@@ -41,6 +41,7 @@ def build_requests(spec: StageSpec, pages: Sequence[PageInput]) -> list[EngineRe
                 EngineRequest(
                     prompt=prompt.text if prompt else None,
                     image_path=page.image_path,
+                    text=page.text,
                     parameters=spec.parameters,
                 )
             )

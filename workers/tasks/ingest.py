@@ -53,16 +53,25 @@ def _render_and_store(ctx: TaskContext, document_id: int, source: Path, media_ty
         media_type,
         dpi=ctx.settings.render_dpi,
         preview_max_side=ctx.settings.preview_max_side,
+        max_pixels=ctx.settings.max_image_pixels,
     ):
-        image = ctx.storage.put_bytes(rendered.png, ".png")
-        preview = ctx.storage.put_bytes(rendered.preview_jpeg, ".jpg")
+        image = ctx.storage.put_bytes(rendered.png, ".png") if rendered.png else None
+        preview = (
+            ctx.storage.put_bytes(rendered.preview_jpeg, ".jpg") if rendered.preview_jpeg else None
+        )
+        text = (
+            ctx.storage.put_bytes(rendered.text.encode(), ".txt")
+            if rendered.text is not None
+            else None
+        )
         with ctx.session() as session:
             session.add(
                 Page(
                     document_id=document_id,
                     number=rendered.number,
-                    image_key=image.key,
-                    preview_key=preview.key,
+                    image_key=image.key if image else None,
+                    preview_key=preview.key if preview else None,
+                    text_key=text.key if text else None,
                     width=rendered.width,
                     height=rendered.height,
                     dpi=rendered.dpi,

@@ -46,7 +46,7 @@ def run_stage(ctx: TaskContext, stage: str, result_ids: Sequence[int]) -> None:
     outcomes: list[StageOutput | EngineError]
     with heartbeat(lambda: _beat(ctx, ids), ctx.settings.stage_lease_s / 4):
         try:
-            engine = get_engine(spec.engine, spec.parameters)
+            engine = get_engine(spec.engine, spec.parameters, ctx.engine_environment(spec.engine))
             requests = build_requests(spec, [c.page for c in claimed])
             answers = engine.run_batch(requests)
             outcomes = [_parse(spec, c.page, a) for c, a in zip(claimed, answers, strict=True)]
@@ -121,9 +121,11 @@ def _claim(
 
 
 def _page_input(ctx: TaskContext, session: Session, result: StageResult) -> PageInput:
-    image = ctx.storage.path(result.page.image_key)
+    page = result.page
+    image = ctx.storage.path(page.image_key) if page.image_key else None
     if result.stage == "ocr":
-        return PageInput(image_path=image)
+        imported = ctx.storage.read_bytes(page.text_key).decode() if page.text_key else None
+        return PageInput(image_path=image, text=imported)
     source = session.scalars(
         select(StageResult)
         .where(

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, UploadFile, status
+from fastapi import APIRouter, File, Form, UploadFile, status
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
@@ -17,7 +17,7 @@ from app.api.deps import (
 )
 from app.api.views import document_detail, document_public, ground_truth_public
 from app.db.tables import Document, GroundTruthKind
-from app.errors import InvalidUpload, UploadTooLarge
+from app.errors import InvalidUpload, NotFound, UploadTooLarge
 from app.pipeline.config import default_stages
 from app.pipeline.dispatch import EVALUATE_TASK, INGEST_TASK, Dispatch
 from app.schemas.documents import (
@@ -34,22 +34,12 @@ from app.services.runs import create_run
 router = APIRouter(tags=["documents"])
 
 
-def _check_declared_size(request: Request, limit: int, files: int) -> None:
-    declared = request.headers.get("content-length")
-    # Multipart framing adds a little to each file; anything far beyond the limit is refused early.
-    if declared and declared.isdigit() and int(declared) > limit * max(files, 1) + 1024 * 1024:
-        raise UploadTooLarge(
-            f"the request is larger than the upload limit of {limit} bytes per file"
-        )
-
-
 @router.post(
     "/projects/{project_id}/documents",
     status_code=status.HTTP_201_CREATED,
     response_model=UploadResult,
 )
 def upload_documents(
-    request: Request,
     project: ProjectDep,
     session: SessionDep,
     settings: SettingsDep,
@@ -59,7 +49,6 @@ def upload_documents(
     start_run: Annotated[bool, Form(description="start the default pipeline on them")] = False,
 ) -> UploadResult:
     """Store scans (checked by content and size) and queue their ingest; all or nothing."""
-    _check_declared_size(request, settings.max_upload_bytes, len(files))
     if not files:
         raise InvalidUpload("no files in the upload")
     spooled: list[SpooledUpload] = []
@@ -133,12 +122,16 @@ def get_document_file(document: DocumentDep, storage: StorageDep) -> FileRespons
 @router.get("/pages/{page_id}/image")
 def get_page_image(page: PageDep, storage: StorageDep) -> FileResponse:
     """The page image at full resolution (PNG)."""
+    if page.image_key is None:
+        raise NotFound(f"page {page.id} is imported text and has no image")
     return FileResponse(storage.path(page.image_key), media_type="image/png")
 
 
 @router.get("/pages/{page_id}/preview")
 def get_page_preview(page: PageDep, storage: StorageDep) -> FileResponse:
     """A smaller JPEG of the page for the browser."""
+    if page.preview_key is None:
+        raise NotFound(f"page {page.id} is imported text and has no image")
     return FileResponse(storage.path(page.preview_key), media_type="image/jpeg")
 
 

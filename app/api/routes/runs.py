@@ -15,7 +15,7 @@ from app.api.deps import (
     SessionDep,
     SettingsDep,
 )
-from app.api.views import API, run_public
+from app.api.views import API, attachment, run_public
 from app.db.tables import GroundTruth, GroundTruthKind, Record, Run, StageResult
 from app.errors import NotFound
 from app.evaluation import compute_run_metrics
@@ -113,8 +113,8 @@ def get_page_result(run: RunDep, page: PageDep, session: SessionDep) -> PageResu
         page_id=page.id,
         document_id=page.document_id,
         number=page.number,
-        image_url=f"{API}/pages/{page.id}/image",
-        preview_url=f"{API}/pages/{page.id}/preview",
+        image_url=f"{API}/pages/{page.id}/image" if page.image_key else None,
+        preview_url=f"{API}/pages/{page.id}/preview" if page.preview_key else None,
         stages=[StageResultPublic.model_validate(r, from_attributes=True) for r in results],
         records=[RecordPublic.model_validate(r, from_attributes=True) for r in records],
         ground_truth=truth.content if truth else None,
@@ -128,7 +128,7 @@ def export_records(run: RunDep, settings: SettingsDep) -> StreamingResponse:
     return StreamingResponse(
         stream_records_csv(settings, run.id),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="run-{run.id}-records.csv"'},
+        headers=attachment(f"run-{run.id}-records.csv"),
     )
 
 
@@ -146,5 +146,5 @@ def export_text(
     stem = document.filename.rsplit(".", 1)[0]
     return PlainTextResponse(
         text + "\n",
-        headers={"Content-Disposition": f'attachment; filename="{stem}-run-{run.id}.txt"'},
+        headers=attachment(f"{stem}-run-{run.id}.txt"),
     )

@@ -1,0 +1,34 @@
+"""Text produced elsewhere (a transcription file) becomes the OCR stage's output."""
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from models.base import EngineError, EngineRequest, EngineResult
+
+
+class ImportedTextEngine:
+    """Returns the page's imported text unchanged."""
+
+    name = "import"
+
+    def describe(self) -> dict[str, Any]:
+        """Imported text has no model."""
+        return {"model": "imported text"}
+
+    def run_batch(self, requests: Sequence[EngineRequest]) -> list[EngineResult | EngineError]:
+        """Hand back each page's imported text."""
+        results: list[EngineResult | EngineError] = []
+        for request in requests:
+            started = time.perf_counter()
+            if request.text is None:
+                results.append(
+                    EngineError("this page has no imported text (it is a scan)", retryable=False)
+                )
+                continue
+            results.append(
+                EngineResult(
+                    text=request.text, model="imported", latency_s=time.perf_counter() - started
+                )
+            )
+        return results
