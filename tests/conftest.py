@@ -116,7 +116,17 @@ class WorkerProcess:
                 return
             assert self.process.poll() is None, self.log.read_text(errors="replace")[-3000:]
             time.sleep(0.2)
-        raise AssertionError("worker did not start:\n" + self.log.read_text(errors="replace")[-3000:])
+        raise AssertionError(
+            "worker did not start:\n" + self.log.read_text(errors="replace")[-3000:]
+        )
+
+    def assert_alive(self) -> None:
+        """Fail with the worker's log if it has exited."""
+        if self.process.poll() is not None:
+            raise AssertionError(
+                f"worker exited with {self.process.returncode}:\n"
+                + self.log.read_text(errors="replace")[-3000:]
+            )
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool children at once (a crash, not a shutdown)."""

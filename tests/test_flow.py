@@ -12,18 +12,22 @@ from tests.conftest import benchmark_file
 RUN_TIMEOUT_S = 420
 
 
-def wait_for_run(client: TestClient, run_id: int, timeout: float = RUN_TIMEOUT_S) -> dict:
-    """Poll the run until it settles, as an archive script would."""
+def wait_for_run(
+    client: TestClient, run_id: int, timeout: float = RUN_TIMEOUT_S, workers: tuple = ()
+) -> dict:
+    """Poll the run until it settles, as an archive script would; fail at once if a worker dies."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         run = client.get(f"/api/v1/runs/{run_id}").json()
         if run["status"] in ("done", "partial", "failed"):
             return run
+        for worker in workers:
+            worker.assert_alive()
         time.sleep(1.0)
     raise AssertionError(f"run {run_id} did not finish in {timeout} s: {run}")
 
 
-def full_flow(client: TestClient) -> None:
+def full_flow(client: TestClient, worker) -> None:
     """Upload type-1 with its ground truth, run Tesseract + rules, check metrics and CSV."""
     project = client.post("/api/v1/projects", json={"name": "Aachen 1838"}).json()
     pdf = benchmark_file("pdfs", "type-1.pdf")
@@ -46,7 +50,7 @@ def full_flow(client: TestClient) -> None:
     run = client.post(f"/api/v1/projects/{project['id']}/runs", json={"name": "baseline"})
     assert run.status_code == 201, run.text
     assert [s["engine"] for s in run.json()["config"]["stages"]] == ["tesseract", "rules"]
-    finished = wait_for_run(client, run.json()["id"])
+    finished = wait_for_run(client, run.json()["id"], workers=(worker,))
     assert finished["status"] == "done", finished
     assert finished["progress"]["done"] == finished["progress"]["total"] == 6
 
@@ -63,8 +67,14 @@ def full_flow(client: TestClient) -> None:
     rows = list(csv.DictReader(io.StringIO(export.text)))
     assert len(rows) > 20
     assert list(rows[0]) == [
-        "first and middle names", "surname", "occupation", "address",
-        "document", "page", "line", "run",
+        "first and middle names",
+        "surname",
+        "occupation",
+        "address",
+        "document",
+        "page",
+        "line",
+        "run",
     ]
     assert {row["document"] for row in rows} == {"type-1.pdf"}
     assert {row["page"] for row in rows} == {"1", "2", "3"}
@@ -91,13 +101,13 @@ def full_flow(client: TestClient) -> None:
 
 
 def test_embedded_sqlite_and_filesystem_broker(sqlite_settings, start_worker, client_for):
-    start_worker(sqlite_settings)
-    full_flow(client_for(sqlite_settings))
+    worker = start_worker(sqlite_settings)
+    full_flow(client_for(sqlite_settings), worker)
 
 
 @pytest.mark.postgres
 def test_distributed_postgres_and_redis(postgres_settings, start_worker, client_for):
-    start_worker(postgres_settings)
+    worker = start_worker(postgres_settings)
     client = client_for(postgres_settings)
     assert client.get("/healthz").json()["database"]["dialect"] == "postgresql"
-    full_flow(client)
+    full_flow(client, worker)

@@ -6,6 +6,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from app.config import Settings, get_settings
+from workers import fs_transport
 
 #: cpu: ingest, Tesseract, rules; llm: calls to OpenAI-compatible endpoints; gpu: local models.
 QUEUES = ("cpu", "llm", "gpu")
@@ -37,7 +38,10 @@ def broker_options(settings: Settings) -> dict[str, Any]:
 def create_celery(settings: Settings | None = None) -> Celery:
     """Build the Celery app from settings."""
     settings = settings or get_settings()
-    app = Celery("histocr", broker=settings.resolved_broker_url, include=TASK_MODULES)
+    broker = settings.resolved_broker_url
+    if settings.uses_embedded_broker:
+        broker = f"{fs_transport.ALIAS}://"
+    app = Celery("histocr", broker=broker, include=TASK_MODULES)
     app.conf.update(
         broker_transport_options=broker_options(settings),
         broker_connection_retry_on_startup=True,

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -42,6 +43,37 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+
+
+class EmbeddedWorker:
+    """The worker `histocr serve` runs beside the app, restarted if it dies."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.process = start_embedded_worker(settings)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._watch, name="histocr-worker-watch", daemon=True
+        )
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(2.0):
+            code = self.process.poll()
+            if code is not None and not self._stop.is_set():
+                # Its unfinished stages come back through their leases; new work needs a worker.
+                logger.error("the embedded worker exited with %s; starting a new one", code)
+                self.process = start_embedded_worker(self.settings)
+
+    def stop(self) -> None:
+        """Stop watching, then stop the worker (warm shutdown, then kill)."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
 
 def start_embedded_worker(settings: Settings) -> subprocess.Popen[bytes]:
@@ -90,22 +122,18 @@ def serve(host: str | None, port: int | None, worker: bool | None, migrate: bool
     if migrate:
         upgrade_database(settings)
     app = create_app(settings)
-    child = None
+    embedded = None
     run_worker = settings.runs_embedded_worker if worker is None else worker
     if run_worker:
-        child = start_embedded_worker(settings)
+        embedded = EmbeddedWorker(settings)
     recovery = RecoveryLoop(settings, CeleryDispatcher(app.state.celery)).start()
     click.echo(f"histocr on http://{host or settings.host}:{port or settings.port}")
     try:
         uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level="info")
     finally:
         recovery.stop()
-        if child is not None:
-            child.terminate()
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        if embedded is not None:
+            embedded.stop()
 
 
 @click.command()

@@ -209,8 +209,17 @@ def test_process_one_page_with_ground_truth(tmp_path, scan):
     out = tmp_path / "out"
 
     result = histocr(
-        "process", scan, "--ocr", "tesseract", "--ground-truth", gt_txt,
-        "--ground-truth-csv", gt_csv, "--out", out, "--json",
+        "process",
+        scan,
+        "--ocr",
+        "tesseract",
+        "--ground-truth",
+        gt_txt,
+        "--ground-truth-csv",
+        gt_csv,
+        "--out",
+        out,
+        "--json",
     )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
@@ -256,8 +265,16 @@ def test_process_without_json_prints_a_summary(tmp_path, scan):
     gt_txt.write_text("\n".join(PRINTED_LINES) + "\n", encoding="utf-8")
     out = tmp_path / "out"
     result = histocr(
-        "process", scan, "--ocr", "tesseract", "--extract", "none", "--ground-truth", gt_txt,
-        "--out", out,
+        "process",
+        scan,
+        "--ocr",
+        "tesseract",
+        "--extract",
+        "none",
+        "--ground-truth",
+        gt_txt,
+        "--out",
+        out,
     )
     assert result.returncode == 0, result.stderr
     assert "1 page(s), run done" in result.stdout
@@ -337,7 +354,13 @@ def test_process_uses_the_configured_tesseract_binary(tmp_path, scan):
     """HISTOCR_TESSERACT_BINARY is honoured: a wrong path fails visibly instead of being ignored."""
     missing = tmp_path / "no-such-dir" / "tesseract"
     result = histocr(
-        "process", scan, "--extract", "none", "--out", tmp_path / "out", "--json",
+        "process",
+        scan,
+        "--extract",
+        "none",
+        "--out",
+        tmp_path / "out",
+        "--json",
         env={"HISTOCR_TESSERACT_BINARY": str(missing)},
     )
     assert result.returncode == 1, (result.stdout, result.stderr)

@@ -89,8 +89,10 @@ def check_upgrade_builds_the_models_schema(url: str, tmp_path: Path, engine_for)
     # A second upgrade changes nothing and keeps the data.
     with engine.begin() as connection:
         connection.execute(
-            text("INSERT INTO projects (name, description, schema_fields, created_at) "
-                 "VALUES ('Köln 1822', '', '[\"surname\"]', CURRENT_TIMESTAMP)")
+            text(
+                "INSERT INTO projects (name, description, schema_fields, created_at) "
+                "VALUES ('Köln 1822', '', '[\"surname\"]', CURRENT_TIMESTAMP)"
+            )
         )
     before = schema_snapshot(engine)
     upgrade_database(settings)

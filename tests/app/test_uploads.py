@@ -106,9 +106,7 @@ BAD_UPLOADS = [
         "not a PDF, PNG, JPEG or TIFF",
         id="text-named-png",
     ),
-    pytest.param(
-        "cut.png", TRUNCATED_PNG, "image/png", "not a readable image", id="truncated-png"
-    ),
+    pytest.param("cut.png", TRUNCATED_PNG, "image/png", "not a readable image", id="truncated-png"),
 ]
 
 

@@ -51,8 +51,8 @@ def test_sigkilled_worker_leaves_work_that_another_worker_finishes(
     first.kill()
     assert _statuses(settings)[victim][1] == "running"  # nobody is left to say otherwise
 
-    start_worker(settings, **env)
-    finished = wait_for_run(client, run_id, timeout=300)
+    second = start_worker(settings, **env)
+    finished = wait_for_run(client, run_id, timeout=300, workers=(second,))
     assert finished["status"] == "done", finished
     stage, status, attempts = _statuses(settings)[victim]
     assert (stage, status) == ("ocr", "done")
@@ -63,7 +63,7 @@ def test_sigkilled_worker_leaves_work_that_another_worker_finishes(
 
 
 def test_missing_language_model_fails_visibly(sqlite_settings, start_worker, client_for):
-    start_worker(sqlite_settings)
+    worker = start_worker(sqlite_settings)
     client = client_for(sqlite_settings)
     project = client.post("/api/v1/projects", json={"name": "no-model"}).json()
     image = benchmark_file("pdfs", "type-5.pdf")
@@ -73,12 +73,14 @@ def test_missing_language_model_fails_visibly(sqlite_settings, start_worker, cli
     ).json()["documents"][0]
     run = client.post(
         f"/api/v1/projects/{project['id']}/runs",
-        json={"stages": [
-            {"stage": "ocr", "engine": "tesseract", "parameters": {"languages": "klingon"}},
-            {"stage": "extract", "engine": "rules"},
-        ]},
+        json={
+            "stages": [
+                {"stage": "ocr", "engine": "tesseract", "parameters": {"languages": "klingon"}},
+                {"stage": "extract", "engine": "rules"},
+            ]
+        },
     ).json()
-    finished = wait_for_run(client, run["id"], timeout=180)
+    finished = wait_for_run(client, run["id"], timeout=180, workers=(worker,))
     assert finished["status"] == "failed"
     assert finished["stages"]["ocr"]["failed"] == 3
     assert finished["stages"]["extract"]["skipped"] == 3
