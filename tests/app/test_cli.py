@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw, ImageFont
 
 from app.metrics.text import score_text
 from tests.conftest import ROOT, benchmark_file
+from tests.helpers import PRINTED_LINES, render_page
 
 TYPES = range(1, 6)
 FIELDS = ["first and middle names", "surname", "occupation", "address"]
@@ -26,15 +26,6 @@ REFERENCE_TABLE = [
     ("gemini-2.0-flash-postcorrected-transkribus", 0.71, 1.76),
 ]
 
-# Directory entries as printed: surname, first names, occupation, address. ASCII spellings,
-# because the font bundled with Pillow has no umlaut glyphs and the test must not depend on
-# system fonts.
-PRINTED_LINES = [
-    "Foerster, Christian, Fabrikmeister, Grosskoelnstrasse A 391.",
-    "Foerster, Johann, Schreiner, Grosskoelnstrasse A 393.",
-    "Mueller, Peter Joseph, Baecker, Hochstrasse 12.",
-    "Schmitz, Anna Maria, Kauffrau, Marktstrasse 7.",
-]
 # A line the ground truth has and the page does not: the scores cannot be perfect.
 MISSING_LINE = "Zimmermann, Heinrich, Kaufmann, Neumarkt 3."
 
@@ -173,17 +164,6 @@ def test_evaluate_csv_without_the_schema_columns_is_an_error(tmp_path):
 
 
 # --- histocr process -------------------------------------------------------------------------
-
-
-def render_page(path: Path, lines: list[str]) -> Path:
-    """A clean printed page: big black text on white, one entry per line."""
-    font = ImageFont.load_default(size=40)
-    image = Image.new("L", (1400, 80 + 70 * len(lines)), "white")
-    draw = ImageDraw.Draw(image)
-    for index, line in enumerate(lines):
-        draw.text((40, 40 + 70 * index), line, fill="black", font=font)
-    image.save(path, dpi=(300, 300))
-    return path
 
 
 def records_csv(path: Path, lines: list[str]) -> Path:
