@@ -86,17 +86,23 @@ def inspect_upload(
     return MediaInfo(media_type=media_type, extension=MEDIA_TYPES[media_type], page_count=pages)
 
 
-def read_text_pages(path: Path, filename: str) -> list[str]:
-    """The pages of a UTF-8 transcription, split at form feeds."""
+def decode_text(data: bytes, filename: str) -> str:
+    """An uploaded text file: UTF-8 (with or without BOM), never empty, with \\n line ends."""
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InvalidUpload(
             f"{filename}: not UTF-8 text ({exc.reason} at byte {exc.start})"
         ) from exc
     if not text.strip():
         raise InvalidUpload(f"{filename}: the file is empty")
-    pages = text.replace("\r\n", "\n").split(PAGE_BREAK)
+    return text.replace("\r\n", "\n")
+
+
+def read_text_pages(path: Path, filename: str) -> list[str]:
+    """The pages of a UTF-8 transcription, split at form feeds."""
+    text = decode_text(path.read_bytes(), filename)
+    pages = text.split(PAGE_BREAK)
     if pages and not pages[-1].strip():
         pages.pop()  # a trailing form feed ends the last page rather than starting a new one
     return [page.strip("\n") for page in pages]

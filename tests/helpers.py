@@ -4,6 +4,16 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+# (system, normalized CER %, raw CER %) from benchmark/README.md, micro over types 1-5.
+REFERENCE_NUMBERS = [
+    ("tesseract-paper", 32.32, 38.99),
+    ("transkribus", 3.29, 4.72),
+    ("gpt-4o", 5.50, 6.32),
+    ("gemini-2.0-flash", 1.17, 1.94),
+    ("gpt-4o-postcorrected-transkribus", 0.89, 2.12),
+    ("gemini-2.0-flash-postcorrected-transkribus", 0.71, 1.76),
+]
+
 # Directory entries as printed: surname, first names, occupation, address. ASCII spellings,
 # because the font bundled with Pillow has no umlaut glyphs and the test must not depend on
 # system fonts.

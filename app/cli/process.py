@@ -129,8 +129,9 @@ def _process(
     jobs: int,
 ) -> dict[str, Any]:
     from app.db.session import session_scope
+    from app.media import decode_text
     from app.services.documents import import_local_file
-    from app.services.projects import attach_ground_truth, decode_text, get_or_create_project
+    from app.services.projects import attach_ground_truth, get_or_create_project
     from app.services.runs import create_run
 
     upgrade_database(settings)

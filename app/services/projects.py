@@ -42,19 +42,6 @@ def get_or_create_project(*, session: Session, name: str) -> Project:
     return project or create_project(session=session, name=name)
 
 
-def decode_text(data: bytes, filename: str) -> str:
-    """Text of an uploaded ground-truth file: UTF-8 (with or without BOM), never empty."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InvalidRequest(
-            f"{filename}: not UTF-8 text ({exc.reason} at byte {exc.start})"
-        ) from exc
-    if not text.strip():
-        raise InvalidRequest(f"{filename}: the file is empty")
-    return text.replace("\r\n", "\n")
-
-
 def attach_ground_truth(
     *,
     session: Session,

@@ -14,6 +14,7 @@ from app.metrics.text import (
     score_documents,
     score_text,
 )
+from tests.helpers import REFERENCE_NUMBERS
 
 BENCHMARK = Path(
     os.environ.get(
@@ -21,16 +22,6 @@ BENCHMARK = Path(
     )
 )
 TYPES = range(1, 6)
-
-# (system, normalized CER %, raw CER %) from benchmark/README.md, micro over types 1-5.
-REFERENCE_NUMBERS = [
-    ("tesseract-paper", 32.32, 38.99),
-    ("transkribus", 3.29, 4.72),
-    ("gpt-4o", 5.50, 6.32),
-    ("gemini-2.0-flash", 1.17, 1.94),
-    ("gpt-4o-postcorrected-transkribus", 0.89, 2.12),
-    ("gemini-2.0-flash-postcorrected-transkribus", 0.71, 1.76),
-]
 
 
 def _read(path: Path) -> str:

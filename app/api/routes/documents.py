@@ -18,6 +18,7 @@ from app.api.deps import (
 from app.api.views import document_detail, document_public, ground_truth_public
 from app.db.tables import Document, GroundTruthKind
 from app.errors import InvalidUpload, NotFound, UploadTooLarge
+from app.media import decode_text
 from app.pipeline.config import default_stages
 from app.pipeline.dispatch import EVALUATE_TASK, INGEST_TASK, Dispatch
 from app.schemas.documents import (
@@ -28,7 +29,7 @@ from app.schemas.documents import (
     UploadResult,
 )
 from app.services.documents import SpooledUpload, discard, spool_upload, store_uploads
-from app.services.projects import attach_ground_truth, decode_text, finished_runs_with
+from app.services.projects import attach_ground_truth, finished_runs_with
 from app.services.runs import create_run
 
 router = APIRouter(tags=["documents"])
