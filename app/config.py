@@ -2,8 +2,9 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, computed_field
+from pydantic import Field, SecretStr, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,6 +18,31 @@ class TesseractSettings(BaseSettings):
     oem: int = Field(default=1, ge=0, le=3)
     timeout_s: float = 300.0
     binary: str = "tesseract"
+
+
+PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "your-api-key", "sk-xxx", "xxx", "todo"}
+
+
+class OpenAISettings(BaseSettings):
+    """The default OpenAI-compatible endpoint (vLLM server, Ollama, OpenAI, Gemini, …)."""
+
+    model_config = SettingsConfigDict(env_prefix="HISTOCR_OPENAI_", extra="ignore")
+
+    base_url: str = "http://127.0.0.1:8001/v1"
+    model: str = ""
+    api_key: SecretStr | None = None
+    #: Requests in flight per worker process: high enough to keep a vLLM server's batch full.
+    max_in_flight: int = Field(default=256, ge=1)
+    timeout_s: float = Field(default=300.0, gt=0)
+    max_attempts: int = Field(default=4, ge=1)
+    max_invalid_attempts: int = Field(default=2, ge=1)
+    structured_output: Literal["json_schema", "json_object+schema", "prompt-only"] = "json_schema"
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=4096, ge=1)
+    image_max_side: int = Field(default=1288, ge=64)
+    image_format: Literal["jpeg", "png"] = "jpeg"
+    #: Pages per task on the llm queue (each task keeps up to max_in_flight requests going).
+    batch_size: int = Field(default=64, ge=1)
 
 
 class Settings(BaseSettings):
@@ -90,6 +116,15 @@ class Settings(BaseSettings):
         return int(self.max_upload_mb * 1024 * 1024)
 
     tesseract: TesseractSettings = Field(default_factory=TesseractSettings)
+    openai: OpenAISettings = Field(default_factory=OpenAISettings)
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets(self) -> "Settings":
+        """Refuse a placeholder API key outside development, where it would fail later."""
+        key = self.openai.api_key.get_secret_value() if self.openai.api_key else ""
+        if self.environment != "development" and key.strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError("HISTOCR_OPENAI_API_KEY is a placeholder; set the real key")
+        return self
 
 
 @lru_cache

@@ -37,7 +37,26 @@ def _imported(_parameters: Mapping[str, Any], _environment: Mapping[str, Any]) -
     return ImportedTextEngine()
 
 
+def _openai(parameters: Mapping[str, Any], environment: Mapping[str, Any]) -> Engine:
+    from models.openai_engine import OpenAIConfig, OpenAIEngine
+
+    recorded = {
+        "base_url",
+        "model",
+        "temperature",
+        "max_tokens",
+        "structured_output",
+        "image_max_side",
+        "image_format",
+    }
+    local = {"api_key", "max_in_flight", "timeout_s", "max_attempts", "max_invalid_attempts"}
+    config = {k: v for k, v in parameters.items() if k in recorded}
+    config.update({k: v for k, v in environment.items() if k in local})
+    return OpenAIEngine(OpenAIConfig(**config))
+
+
 FACTORIES: dict[str, Factory] = {
+    "openai": _openai,
     "tesseract": _tesseract,
     "rules": _rules,
     "import": _imported,

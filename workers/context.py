@@ -1,8 +1,9 @@
 """What a task body needs: settings, a database session, the file store and a dispatcher."""
 
 import logging
+import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,10 +27,23 @@ class TaskContext:
     dispatcher: Dispatcher
     storage: LocalStorage
 
-    def engine_environment(self, engine: str) -> dict[str, Any]:
-        """This machine's settings for an engine (paths, endpoints, keys): never recorded."""
+    def engine_environment(self, engine: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
+        """This machine's settings for an engine (paths, limits, keys): never recorded."""
         if engine == "tesseract":
             return {"binary": self.settings.tesseract.binary}
+        if engine == "openai":
+            openai = self.settings.openai
+            key_variable = parameters.get("api_key_env")
+            key = os.environ.get(key_variable) if key_variable else None
+            if key is None and openai.api_key is not None:
+                key = openai.api_key.get_secret_value()
+            return {
+                "api_key": key,
+                "max_in_flight": openai.max_in_flight,
+                "timeout_s": openai.timeout_s,
+                "max_attempts": openai.max_attempts,
+                "max_invalid_attempts": openai.max_invalid_attempts,
+            }
         return {}
 
     @contextmanager

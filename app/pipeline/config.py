@@ -5,16 +5,29 @@ from typing import Any
 
 from app.config import Settings
 from app.errors import InvalidRequest
-from app.pipeline.engines import CATALOGUE, default_parameters, engines_for
+from app.pipeline.engines import CATALOGUE, batch_size, default_parameters, engines_for
+from models.prompts import Prompt, latest_version, load_prompt
 
 STAGE_ORDER = ("ocr", "correct", "extract")
 CONFIG_VERSION = 1
 
-_ALLOWED_PARAMETERS = {
+_ALLOWED_PARAMETERS: dict[str, dict[str, type]] = {
     "tesseract": {"languages": str, "psm": int, "oem": int, "timeout_s": float},
     "rules": {},
     "import": {},
+    "openai": {
+        "base_url": str,
+        "model": str,
+        "temperature": float,
+        "max_tokens": int,
+        "structured_output": str,
+        "image_max_side": int,
+        "image_format": str,
+        # The name of the environment variable that holds the key on the workers, never the key.
+        "api_key_env": str,
+    },
 }
+STRUCTURED_OUTPUT_MODES = ("json_schema", "json_object+schema", "prompt-only")
 
 
 def build_run_config(
@@ -37,7 +50,7 @@ def build_run_config(
         if seen and STAGE_ORDER.index(stage) < STAGE_ORDER.index(seen[-1]):
             raise InvalidRequest(f"stages must run in the order {' → '.join(STAGE_ORDER)}")
         seen.append(stage)
-        specs.append(_stage_spec(stage, requested, schema_fields, settings))
+        specs.append(_stage_spec(stage, requested, schema_fields, settings, seen[:-1]))
     if specs[0]["stage"] != "ocr":
         raise InvalidRequest("the first stage must be ocr")
     return {
@@ -49,7 +62,11 @@ def build_run_config(
 
 
 def _stage_spec(
-    stage: str, requested: dict[str, Any], schema_fields: Sequence[str], settings: Settings
+    stage: str,
+    requested: dict[str, Any],
+    schema_fields: Sequence[str],
+    settings: Settings,
+    previous: list[str],
 ) -> dict[str, Any]:
     engine = requested.get("engine")
     info = CATALOGUE.get(str(engine))
@@ -58,16 +75,55 @@ def _stage_spec(
         raise InvalidRequest(f"engine {engine!r} cannot run stage {stage!r} (engines: {names})")
     parameters = default_parameters(info.name, settings)
     parameters.update(_checked_parameters(info.name, requested.get("parameters") or {}))
+    _check_engine_parameters(info.name, parameters)
+    prompt = _prompt(stage, requested.get("prompt_version")) if info.prompted else None
     return {
         "stage": stage,
         "engine": info.name,
         "parameters": parameters,
-        "prompt_version": None,
-        "source": None,
+        "prompt_version": prompt.version if prompt else None,
+        "prompt": prompt.text if prompt else None,
+        "source": _source(stage, requested.get("source"), previous),
         "fields": list(schema_fields) if stage == "extract" else [],
         "queue": info.queue,
-        "batch_size": info.batch_size,
+        "batch_size": batch_size(info.name, settings),
     }
+
+
+def _prompt(stage: str, version: str | None) -> Prompt:
+    try:
+        return load_prompt(stage, version or latest_version(stage))
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from exc
+
+
+def _source(stage: str, requested: str | None, previous: list[str]) -> str | None:
+    """The text stage a correction or extraction reads (default: the latest one before it)."""
+    if stage == "ocr":
+        return None
+    text_stages = [s for s in previous if s in ("ocr", "correct")]
+    if requested is None:
+        return text_stages[-1]
+    if requested not in text_stages:
+        raise InvalidRequest(
+            f"stage {stage!r} cannot read {requested!r}: it runs after {', '.join(text_stages)}"
+        )
+    return requested
+
+
+def _check_engine_parameters(engine: str, parameters: dict[str, Any]) -> None:
+    if engine != "openai":
+        return
+    if not parameters.get("model"):
+        raise InvalidRequest(
+            "the openai engine needs a model: set HISTOCR_OPENAI_MODEL or the model parameter"
+        )
+    if parameters.get("structured_output") not in STRUCTURED_OUTPUT_MODES:
+        raise InvalidRequest(
+            f"structured_output must be one of {', '.join(STRUCTURED_OUTPUT_MODES)}"
+        )
+    if parameters.get("image_format") not in ("jpeg", "png"):
+        raise InvalidRequest("image_format must be jpeg or png")
 
 
 def _checked_parameters(engine: str, given: dict[str, Any]) -> dict[str, Any]:
@@ -87,10 +143,12 @@ def _checked_parameters(engine: str, given: dict[str, Any]) -> dict[str, Any]:
 
 
 def default_stages(
-    *, ocr: str = "tesseract", extract: str | None = "rules"
+    *, ocr: str = "tesseract", correct: str | None = None, extract: str | None = "rules"
 ) -> list[dict[str, Any]]:
-    """The default pipeline: Tesseract OCR, then the rules parser."""
+    """The default pipeline: Tesseract OCR, then the rules parser (optionally a correction)."""
     stages: list[dict[str, Any]] = [{"stage": "ocr", "engine": ocr}]
+    if correct:
+        stages.append({"stage": "correct", "engine": correct})
     if extract:
         stages.append({"stage": "extract", "engine": extract})
     return stages

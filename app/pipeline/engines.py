@@ -15,6 +15,8 @@ class EngineInfo:
     queue: str
     batch_size: int
     description: str
+    #: Whether the engine follows the stage's prompt (mLLMs), so the run records it.
+    prompted: bool = False
 
 
 CATALOGUE: dict[str, EngineInfo] = {
@@ -31,6 +33,15 @@ CATALOGUE: dict[str, EngineInfo] = {
         queue="cpu",
         batch_size=16,
         description="Imported text: the transcription of an uploaded .txt document",
+    ),
+    "openai": EngineInfo(
+        name="openai",
+        stages=("ocr", "correct", "extract"),
+        queue="llm",
+        batch_size=64,
+        description="Any OpenAI-compatible chat endpoint with image input "
+        "(vLLM server, Ollama, OpenAI, Gemini)",
+        prompted=True,
     ),
     "rules": EngineInfo(
         name="rules",
@@ -56,4 +67,22 @@ def default_parameters(engine: str, settings: Settings) -> dict[str, Any]:
             "oem": settings.tesseract.oem,
             "timeout_s": settings.tesseract.timeout_s,
         }
+    if engine == "openai":
+        openai = settings.openai
+        return {
+            "base_url": openai.base_url,
+            "model": openai.model,
+            "temperature": openai.temperature,
+            "max_tokens": openai.max_tokens,
+            "structured_output": openai.structured_output,
+            "image_max_side": openai.image_max_side,
+            "image_format": openai.image_format,
+        }
     return {}
+
+
+def batch_size(engine: str, settings: Settings) -> int:
+    """Pages per task: one for Tesseract, many for engines that batch or run concurrently."""
+    if engine == "openai":
+        return settings.openai.batch_size
+    return CATALOGUE[engine].batch_size

@@ -15,6 +15,8 @@ class StageSpec:
     engine: str
     parameters: dict[str, Any] = field(default_factory=dict)
     prompt_version: str | None = None
+    #: The prompt text as the run recorded it (so a run stays reproducible if files change).
+    prompt: str | None = None
     source: str | None = None
     fields: tuple[str, ...] = ()
 

@@ -33,13 +33,15 @@ def records_json_schema(fields: Sequence[str]) -> dict[str, Any]:
 
 def build_requests(spec: StageSpec, pages: Sequence[PageInput]) -> list[EngineRequest]:
     """One engine request per page for the stage `spec` describes."""
-    prompt = load_prompt(spec.stage, spec.prompt_version) if spec.prompt_version else None
+    prompt = spec.prompt
+    if prompt is None and spec.prompt_version:
+        prompt = load_prompt(spec.stage, spec.prompt_version).text
     requests = []
     for page in pages:
         if spec.stage == "ocr":
             requests.append(
                 EngineRequest(
-                    prompt=prompt.text if prompt else None,
+                    prompt=prompt,
                     image_path=page.image_path,
                     text=page.text,
                     parameters=spec.parameters,
@@ -48,14 +50,14 @@ def build_requests(spec: StageSpec, pages: Sequence[PageInput]) -> list[EngineRe
         elif spec.stage == "correct":
             requests.append(
                 EngineRequest(
-                    prompt=prompt.text if prompt else None,
+                    prompt=prompt,
                     image_path=page.image_path,
                     text=page.text or "",
                     parameters=spec.parameters,
                 )
             )
         elif spec.stage == "extract":
-            text = prompt.text.format(fields=", ".join(spec.fields)) if prompt else None
+            text = prompt.format(fields=", ".join(spec.fields)) if prompt else None
             requests.append(
                 EngineRequest(
                     prompt=text,

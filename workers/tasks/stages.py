@@ -46,7 +46,8 @@ def run_stage(ctx: TaskContext, stage: str, result_ids: Sequence[int]) -> None:
     outcomes: list[StageOutput | EngineError]
     with heartbeat(lambda: _beat(ctx, ids), ctx.settings.stage_lease_s / 4):
         try:
-            engine = get_engine(spec.engine, spec.parameters, ctx.engine_environment(spec.engine))
+            environment = ctx.engine_environment(spec.engine, spec.parameters)
+            engine = get_engine(spec.engine, spec.parameters, environment)
             requests = build_requests(spec, [c.page for c in claimed])
             answers = engine.run_batch(requests)
             outcomes = [_parse(spec, c.page, a) for c, a in zip(claimed, answers, strict=True)]
@@ -76,6 +77,7 @@ def _claim(
     claimed: list[ClaimedPage] = []
     with ctx.session() as session:
         now = utcnow()
+        sources: dict[int, str | None] = {}
         for result_id in result_ids:
             taken = session.execute(
                 update(StageResult)
@@ -101,42 +103,54 @@ def _claim(
                     result_id=result.id,
                     page_id=result.page_id,
                     attempt=result.attempts,
-                    page=_page_input(ctx, session, result),
+                    page=_page_input(ctx, session, result, _source_of(session, result, sources)),
                 )
             )
         if not claimed:
             return [], None, None
         first = session.get_one(StageResult, claimed[0].result_id)
         run = session.get_one(Run, first.run_id)
-        spec_data = next(s for s in run.config["stages"] if s["stage"] == stage)
-        spec = StageSpec(
-            stage=stage,
-            engine=spec_data["engine"],
-            parameters=dict(spec_data.get("parameters") or {}),
-            prompt_version=spec_data.get("prompt_version"),
-            source=spec_data.get("source"),
-            fields=tuple(spec_data.get("fields") or ()),
-        )
+        spec = stage_spec(run, stage)
         return claimed, spec, run.id
 
 
-def _page_input(ctx: TaskContext, session: Session, result: StageResult) -> PageInput:
+def stage_spec(run: Run, stage: str) -> StageSpec:
+    """The stage as the run recorded it."""
+    data = next(s for s in run.config["stages"] if s["stage"] == stage)
+    return StageSpec(
+        stage=stage,
+        engine=data["engine"],
+        parameters=dict(data.get("parameters") or {}),
+        prompt_version=data.get("prompt_version"),
+        prompt=data.get("prompt"),
+        source=data.get("source"),
+        fields=tuple(data.get("fields") or ()),
+    )
+
+
+def _source_of(session: Session, result: StageResult, cache: dict[int, str | None]) -> str | None:
+    if result.run_id not in cache:
+        run = session.get_one(Run, result.run_id)
+        cache[result.run_id] = stage_spec(run, result.stage).source
+    return cache[result.run_id]
+
+
+def _page_input(
+    ctx: TaskContext, session: Session, result: StageResult, source_stage: str | None
+) -> PageInput:
     page = result.page
     image = ctx.storage.path(page.image_key) if page.image_key else None
     if result.stage == "ocr":
         imported = ctx.storage.read_bytes(page.text_key).decode() if page.text_key else None
         return PageInput(image_path=image, text=imported)
-    source = session.scalars(
-        select(StageResult)
-        .where(
+    source = session.scalar(
+        select(StageResult).where(
             StageResult.run_id == result.run_id,
             StageResult.page_id == result.page_id,
-            StageResult.position < result.position,
-            StageResult.stage.in_(["ocr", "correct"]),
+            StageResult.stage == source_stage,
             StageResult.status == StageStatus.DONE,
         )
-        .order_by(StageResult.position.desc())
-    ).first()
+    )
     return PageInput(image_path=image, text=source.text if source else "")
 
 
@@ -174,6 +188,8 @@ def _store(
 
 def _record_failure(ctx: TaskContext, result: StageResult, error: EngineError) -> list[Dispatch]:
     max_attempts = ctx.settings.stage_max_attempts
+    # An engine that retried inside (HTTP retries, invalid outputs) reports how often it tried.
+    result.attempts += max(0, error.attempts - 1)
     result.error = str(error)
     result.finished_at = utcnow()
     if error.retryable and result.attempts < max_attempts:
@@ -204,6 +220,7 @@ def _queue_of(result: StageResult) -> str:
 
 def _record_success(session: Session, result: StageResult, output: StageOutput) -> None:
     answer = output.result
+    result.attempts += max(0, answer.attempts - 1)
     result.status = StageStatus.DONE
     result.text = output.text
     result.model = answer.model
