@@ -13,7 +13,8 @@ COPY workers ./workers
 COPY models ./models
 COPY frontend ./frontend
 COPY migrations ./migrations
-RUN pip install --no-cache-dir -e .
+ARG EXTRAS=""
+RUN pip install --no-cache-dir -e ".${EXTRAS}"
 
 RUN useradd --create-home histocr && mkdir -p /data && chown histocr /data
 USER histocr

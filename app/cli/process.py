@@ -4,6 +4,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,33 @@ from app.pipeline.dispatch import (
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
+@dataclass(frozen=True)
+class ProcessOptions:
+    """What `histocr process` was asked to do."""
+
+    files: tuple[Path, ...]
+    out_dir: Path
+    ocr: str
+    correct: str | None
+    extract: str | None
+    llm_parameters: dict[str, Any]
+    gt_texts: tuple[Path, ...]
+    gt_csvs: tuple[Path, ...]
+    imports: tuple[Path, ...]
+    jobs: int
+
+    def stages(self) -> list[dict[str, Any]]:
+        """The run's stages, with the mLLM options on every stage an mLLM engine runs."""
+        stages = default_stages(ocr=self.ocr, correct=self.correct, extract=self.extract)
+        for stage in stages:
+            if stage["engine"] in LLM_ENGINES:
+                stage["parameters"] = dict(self.llm_parameters)
+        return stages
+
+
+LLM_ENGINES = ("openai",)
+
+
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=EXISTING_FILE)
 @click.option(
@@ -38,9 +66,43 @@ EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option(
     "--ocr",
     default=None,
-    help="OCR engine (default: tesseract for scans, import for .txt transcriptions).",
+    help="OCR engine: tesseract (scans), import (.txt, or with --import-from), openai.",
 )
-@click.option("--extract", default="rules", show_default=True, help="Extraction engine, or 'none'.")
+@click.option(
+    "--correct",
+    default=None,
+    help="Post-correction engine (image + OCR text), e.g. openai. Off by default.",
+)
+@click.option(
+    "--extract",
+    default="rules",
+    show_default=True,
+    help="Extraction engine (rules, openai) or 'none'.",
+)
+@click.option(
+    "--import-from",
+    "imports",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Text made elsewhere for a scan (PAGE XML, ALTO, txt; a file or a folder of "
+    "per-page files), one per FILE; implies --ocr import.",
+)
+@click.option("--model", default=None, help="mLLM model name (HISTOCR_OPENAI_MODEL).")
+@click.option(
+    "--base-url", default=None, help="OpenAI-compatible endpoint (HISTOCR_OPENAI_BASE_URL)."
+)
+@click.option(
+    "--structured-output",
+    default=None,
+    type=click.Choice(["json_schema", "json_object+schema", "prompt-only"]),
+    help="How extraction asks the endpoint for JSON (HISTOCR_OPENAI_STRUCTURED_OUTPUT).",
+)
+@click.option(
+    "--image-max-side",
+    type=int,
+    default=None,
+    help="Longest side of page images sent to mLLMs (HISTOCR_OPENAI_IMAGE_MAX_SIDE).",
+)
 @click.option(
     "--ground-truth",
     "gt_texts",
@@ -57,27 +119,17 @@ EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option("--dpi", type=int, default=None, help="PDF render resolution (HISTOCR_RENDER_DPI).")
 @click.option(
-    "--jobs", "-j", type=int, default=2, show_default=True, help="Pages processed at once."
+    "--jobs",
+    "-j",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Tasks run at once (an mLLM task keeps many requests in flight).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the figures.")
-def process(
-    files: tuple[Path, ...],
-    out_dir: Path,
-    ocr: str | None,
-    extract: str,
-    gt_texts: tuple[Path, ...],
-    gt_csvs: tuple[Path, ...],
-    dpi: int | None,
-    jobs: int,
-    as_json: bool,
-) -> None:
-    """Run OCR (and extraction) on FILES and write the results to --out."""
-    for name, given in (("--ground-truth", gt_texts), ("--ground-truth-csv", gt_csvs)):
-        if given and len(given) != len(files):
-            raise click.UsageError(
-                f"give {name} once per file ({len(files)}), not {len(given)} times"
-            )
-    ocr = ocr or _default_ocr(files)
+def process(dpi: int | None, as_json: bool, **given: Any) -> None:
+    """Run OCR (and correction, extraction) on FILES and write the results to --out."""
+    options = _options(**given)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="histocr-") as work:
         base = get_settings()
@@ -90,12 +142,13 @@ def process(
             }
         )
         try:
-            summary = _process(settings, files, out_dir, ocr, extract, gt_texts, gt_csvs, jobs)
+            summary = _process(settings, options)
         except HistocrError as exc:
             raise click.ClickException(exc.message) from exc
     summary["seconds"] = round(time.perf_counter() - started, 2)
     pages = summary.get("pages") or 0
     summary["seconds_per_page"] = round(summary["seconds"] / pages, 2) if pages else None
+    out_dir = options.out_dir
     (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False))
@@ -108,6 +161,46 @@ def process(
         sys.exit(1)
 
 
+def _options(
+    files: tuple[Path, ...],
+    ocr: str | None,
+    extract: str,
+    imports: tuple[Path, ...],
+    gt_texts: tuple[Path, ...],
+    gt_csvs: tuple[Path, ...],
+    **rest: Any,
+) -> ProcessOptions:
+    """Check the options against each other and fill in the defaults."""
+    for name, given in (
+        ("--ground-truth", gt_texts),
+        ("--ground-truth-csv", gt_csvs),
+        ("--import-from", imports),
+    ):
+        if given and len(given) != len(files):
+            raise click.UsageError(
+                f"give {name} once per file ({len(files)}), not {len(given)} times"
+            )
+    if imports and ocr not in (None, "import"):
+        raise click.UsageError(f"--import-from goes with --ocr import, not --ocr {ocr}")
+    llm = {
+        key: rest.pop(key)
+        for key in ("model", "base_url", "structured_output", "image_max_side")
+        if rest.get(key) is not None
+    }
+    for key in ("model", "base_url", "structured_output", "image_max_side"):
+        rest.pop(key, None)
+    return ProcessOptions(
+        files=files,
+        ocr=ocr or ("import" if imports else _default_ocr(files)),
+        extract=None if extract == "none" else extract,
+        llm_parameters=llm,
+        gt_texts=gt_texts,
+        gt_csvs=gt_csvs,
+        imports=imports,
+        **rest,
+    )
+
+
 def _default_ocr(files: tuple[Path, ...]) -> str:
     """Transcriptions (.txt) go straight to the stages after OCR; scans go through Tesseract."""
     texts = [f for f in files if f.suffix.lower() == ".txt"]
@@ -118,55 +211,28 @@ def _default_ocr(files: tuple[Path, ...]) -> str:
     return "import" if texts else "tesseract"
 
 
-def _process(
-    settings: Settings,
-    files: tuple[Path, ...],
-    out_dir: Path,
-    ocr: str,
-    extract: str,
-    gt_texts: tuple[Path, ...],
-    gt_csvs: tuple[Path, ...],
-    jobs: int,
-) -> dict[str, Any]:
+def _process(settings: Settings, options: ProcessOptions) -> dict[str, Any]:
     from app.db.session import session_scope
-    from app.media import decode_text
     from app.services.documents import import_local_file
-    from app.services.projects import attach_ground_truth, get_or_create_project
+    from app.services.projects import get_or_create_project
     from app.services.runs import create_run
 
     upgrade_database(settings)
-    dispatcher, ctx = _inline_dispatcher(settings, jobs)
+    dispatcher, ctx = _inline_dispatcher(settings, options.jobs)
     with session_scope(settings.resolved_database_url) as session:
-        storage = ctx.storage
         project = get_or_create_project(session=session, name="cli")
         documents = [
             import_local_file(
-                session=session, storage=storage, settings=settings, project=project, path=path
+                session=session, storage=ctx.storage, settings=settings, project=project, path=path
             )[0]
-            for path in files
+            for path in options.files
         ]
-        for document, gt in zip(documents, gt_texts, strict=False):
-            attach_ground_truth(
-                session=session,
-                document=document,
-                kind=GroundTruthKind.TEXT,
-                content=decode_text(gt.read_bytes(), gt.name),
-                filename=gt.name,
-            )
-        for document, gt in zip(documents, gt_csvs, strict=False):
-            attach_ground_truth(
-                session=session,
-                document=document,
-                kind=GroundTruthKind.RECORDS,
-                content=decode_text(gt.read_bytes(), gt.name),
-                filename=gt.name,
-            )
-        stages = default_stages(ocr=ocr, extract=None if extract == "none" else extract)
+        _attach_inputs(session, ctx.storage, documents, options)
         run, dispatches = create_run(
             session=session,
             settings=settings,
             project=project,
-            stages=stages,
+            stages=options.stages(),
             document_ids=[d.id for d in documents],
         )
         run_id = run.id
@@ -174,7 +240,39 @@ def _process(
     dispatcher.send(ingests + dispatches)
     dispatcher.drain()
     with session_scope(settings.resolved_database_url) as session:
-        return _write_outputs(session, session.get_one(Run, run_id), out_dir)
+        return _write_outputs(session, session.get_one(Run, run_id), options.out_dir)
+
+
+def _attach_inputs(
+    session: Any, storage: Any, documents: list[Any], options: ProcessOptions
+) -> None:
+    """Ground truth and imported text, each given once per input file."""
+    from app.media import decode_text
+    from app.services.imports import attach_imported_text
+    from app.services.projects import attach_ground_truth
+
+    for kind, paths in (
+        (GroundTruthKind.TEXT, options.gt_texts),
+        (GroundTruthKind.RECORDS, options.gt_csvs),
+    ):
+        for document, path in zip(documents, paths, strict=False):
+            attach_ground_truth(
+                session=session,
+                document=document,
+                kind=kind,
+                content=decode_text(path.read_bytes(), path.name),
+                filename=path.name,
+            )
+    if not options.imports:
+        return
+    from models.importers import ImportFormatError, import_pages
+
+    for document, path in zip(documents, options.imports, strict=False):
+        try:
+            pages = import_pages(path, document.page_count or 0)
+        except ImportFormatError as exc:
+            raise click.ClickException(str(exc)) from exc
+        attach_imported_text(session=session, storage=storage, document=document, pages=pages)
 
 
 def _inline_dispatcher(settings: Settings, jobs: int) -> tuple[InlineDispatcher, Any]:

@@ -98,6 +98,8 @@ class Document(Base):
     status: Mapped[str] = mapped_column(String(20), default=DocumentStatus.UPLOADED)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     page_count: Mapped[int | None] = mapped_column(Integer, default=None)
+    #: Text produced elsewhere for this scan (JSON list of page texts in storage), for `import`.
+    imported_text_key: Mapped[str | None] = mapped_column(String(200), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -10,8 +10,12 @@ class StageRequest(BaseModel):
     """One stage of a requested pipeline."""
 
     stage: str = Field(description="ocr, correct or extract")
-    engine: str = Field(description="an engine that can serve the stage, e.g. tesseract, rules")
+    engine: str = Field(description="an engine that can serve the stage, e.g. tesseract, openai")
     parameters: dict[str, Any] = Field(default_factory=dict)
+    source: str | None = Field(
+        default=None, description="for correct/extract: the text stage to read (default: latest)"
+    )
+    prompt_version: str | None = Field(default=None, description="default: the newest")
 
 
 class RunCreate(BaseModel):

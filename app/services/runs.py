@@ -1,4 +1,4 @@
-"""Starting runs."""
+"""Starting runs, and estimating them before they start."""
 
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +14,23 @@ from app.pipeline.dispatch import Dispatch
 from app.pipeline.scheduler import advance, materialize
 
 
+def select_documents(
+    *, session: Session, project: Project, document_ids: Sequence[int] | None
+) -> list[Document]:
+    """The project's documents a run covers: those named, or all of them."""
+    query = select(Document).where(Document.project_id == project.id).order_by(Document.id)
+    if document_ids is not None:
+        query = query.where(Document.id.in_(set(document_ids)))
+    documents = list(session.scalars(query))
+    if document_ids is not None:
+        missing = sorted(set(document_ids) - {d.id for d in documents})
+        if missing:
+            raise InvalidRequest(f"project {project.id} has no document(s) {missing}")
+    if not documents:
+        raise InvalidRequest("the run has no documents: upload some first")
+    return documents
+
+
 def create_run(
     *,
     session: Session,
@@ -25,17 +42,7 @@ def create_run(
 ) -> tuple[Run, list[Dispatch]]:
     """Record a run with its full configuration and queue what can start now."""
     config = build_run_config(stages=stages, schema_fields=project.schema_fields, settings=settings)
-    query = select(Document).where(Document.project_id == project.id).order_by(Document.id)
-    if document_ids is not None:
-        wanted = set(document_ids)
-        query = query.where(Document.id.in_(wanted))
-    documents = list(session.scalars(query))
-    if document_ids is not None:
-        missing = sorted(set(document_ids) - {d.id for d in documents})
-        if missing:
-            raise InvalidRequest(f"project {project.id} has no document(s) {missing}")
-    if not documents:
-        raise InvalidRequest("the run has no documents: upload some first")
+    documents = select_documents(session=session, project=project, document_ids=document_ids)
     run = Run(project_id=project.id, name=name.strip(), config=config, documents=documents)
     session.add(run)
     session.flush()

@@ -299,12 +299,12 @@
     choices.hidden = allDocuments.checked;
   });
 
-  function fillEngines(select, engines, stage, allowNone) {
+  function fillEngines(select, engines, stage, allowNone, noneLabel) {
     const current = select.value;
     const options = engines
       .filter((engine) => engine.stages.includes(stage))
       .map((engine) => el("option", { value: engine.name, title: engine.description }, engine.name));
-    if (allowNone) options.push(el("option", { value: "" }, "none (text only)"));
+    if (allowNone) options.push(el("option", { value: "" }, noneLabel || "none (text only)"));
     h.replaceChildren(select, options);
     if (Array.from(select.options).some((o) => o.value === current)) select.value = current;
     const hint = document.getElementById(select.id + "-hint");
@@ -320,6 +320,8 @@
     try {
       const engines = await api("/engines");
       fillEngines(document.getElementById("ocr-engine"), engines, "ocr", false);
+      fillEngines(document.getElementById("correct-engine"), engines, "correct", true, "none");
+      document.getElementById("correct-engine").value = "";
       fillEngines(document.getElementById("extract-engine"), engines, "extract", true);
     } catch (failure) {
       runError.textContent = "Could not load the engines: " + failure.message;
@@ -330,8 +332,12 @@
     event.preventDefault();
     runError.textContent = "";
     const body = { name: runForm.elements.name.value.trim() };
-    const stages = [{ stage: "ocr", engine: runForm.elements.ocr.value }];
-    if (runForm.elements.extract.value) stages.push({ stage: "extract", engine: runForm.elements.extract.value });
+    const model = runForm.elements.model.value.trim();
+    const stage = (name, engine) =>
+      engine === "openai" && model ? { stage: name, engine, parameters: { model } } : { stage: name, engine };
+    const stages = [stage("ocr", runForm.elements.ocr.value)];
+    if (runForm.elements.correct.value) stages.push(stage("correct", runForm.elements.correct.value));
+    if (runForm.elements.extract.value) stages.push(stage("extract", runForm.elements.extract.value));
     body.stages = stages;
     if (!allDocuments.checked) {
       body.document_ids = Array.from(choices.querySelectorAll("input:checked")).map((i) => Number(i.value));

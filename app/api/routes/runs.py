@@ -21,10 +21,11 @@ from app.errors import NotFound
 from app.evaluation import compute_run_metrics
 from app.export import document_transcription, stream_records_csv
 from app.metrics.text import score_text
-from app.pipeline.config import default_stages
+from app.pipeline.config import build_run_config, default_stages
 from app.pipeline.engines import CATALOGUE
 from app.schemas.runs import PageResult, RecordPublic, RunCreate, RunPublic, StageResultPublic
-from app.services.runs import create_run
+from app.services.estimates import estimate_tokens
+from app.services.runs import create_run, select_documents
 
 router = APIRouter(tags=["runs"])
 
@@ -38,6 +39,12 @@ def list_engines() -> list[dict[str, Any]]:
     ]
 
 
+def _requested_stages(body: RunCreate) -> list[dict[str, Any]]:
+    if not body.stages:
+        return default_stages()
+    return [stage.model_dump(exclude_none=True) for stage in body.stages]
+
+
 @router.post(
     "/projects/{project_id}/runs", status_code=status.HTTP_201_CREATED, response_model=RunPublic
 )
@@ -49,7 +56,9 @@ def start_run(
     dispatcher: DispatcherDep,
 ) -> RunPublic:
     """Start a pipeline over the project's documents (all, or those named)."""
-    stages = [s.model_dump() for s in body.stages] if body.stages else default_stages()
+    stages = (
+        [s.model_dump(exclude_none=True) for s in body.stages] if body.stages else default_stages()
+    )
     run, dispatches = create_run(
         session=session,
         settings=settings,
@@ -62,6 +71,19 @@ def start_run(
     session.commit()
     dispatcher.send(dispatches)
     return result
+
+
+@router.post("/projects/{project_id}/runs/estimate")
+def estimate_run(
+    body: RunCreate, project: ProjectDep, session: SessionDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Tokens a run would use: its pages × the average of earlier pages with the same setup."""
+    stages = (
+        [s.model_dump(exclude_none=True) for s in body.stages] if body.stages else default_stages()
+    )
+    config = build_run_config(stages=stages, schema_fields=project.schema_fields, settings=settings)
+    documents = select_documents(session=session, project=project, document_ids=body.document_ids)
+    return estimate_tokens(session=session, config=config, documents=documents)
 
 
 @router.get("/projects/{project_id}/runs", response_model=list[RunPublic])
