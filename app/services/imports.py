@@ -2,10 +2,9 @@
 
 import json
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.tables import Document, Page
+from app.db.tables import Document
 from app.errors import InvalidRequest
 from app.storage import LocalStorage
 
@@ -21,7 +20,7 @@ def imported_pages(storage: LocalStorage, key: str | None) -> list[str] | None:
 def attach_imported_text(
     *, session: Session, storage: LocalStorage, document: Document, pages: list[str]
 ) -> None:
-    """Keep one text per page of the scan; pages already rendered get theirs at once."""
+    """Keep one text per page of the scan; the OCR stage reads it when it runs (import)."""
     if document.page_count is not None and len(pages) != document.page_count:
         raise InvalidRequest(
             f"{document.filename} has {document.page_count} page(s) but the imported text has "
@@ -29,6 +28,4 @@ def attach_imported_text(
         )
     blob = storage.put_bytes(json.dumps(pages, ensure_ascii=False).encode("utf-8"), ".json")
     document.imported_text_key = blob.key
-    for page in session.scalars(select(Page).where(Page.document_id == document.id)):
-        page.text_key = storage.put_bytes(pages[page.number - 1].encode("utf-8"), ".txt").key
     session.flush()

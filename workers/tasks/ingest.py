@@ -10,7 +10,6 @@ from app.db.tables import Document, DocumentStatus, Page
 from app.errors import InvalidUpload
 from app.pipeline.dispatch import INGEST_TASK, Dispatch
 from app.pipeline.scheduler import advance, materialize, runs_waiting_for
-from app.services.imports import imported_pages
 from workers.celery_app import celery_app
 from workers.context import TaskContext, celery_context
 
@@ -33,9 +32,8 @@ def ingest_document(ctx: TaskContext, document_id: int) -> None:
         document = session.get_one(Document, document_id)
         source = ctx.storage.path(document.storage_key)
         media_type = document.media_type
-        imported = imported_pages(ctx.storage, document.imported_text_key)
     try:
-        count = _render_and_store(ctx, document_id, source, media_type, imported)
+        count = _render_and_store(ctx, document_id, source, media_type)
     except InvalidUpload as exc:
         _finish(ctx, document_id, DocumentStatus.FAILED, error=exc.message)
         return
@@ -46,9 +44,7 @@ def ingest_document(ctx: TaskContext, document_id: int) -> None:
     _finish(ctx, document_id, DocumentStatus.READY, page_count=count)
 
 
-def _render_and_store(
-    ctx: TaskContext, document_id: int, source: Path, media_type: str, imported: list[str] | None
-) -> int:
+def _render_and_store(ctx: TaskContext, document_id: int, source: Path, media_type: str) -> int:
     from app.media import render_pages
 
     count = 0
@@ -63,10 +59,11 @@ def _render_and_store(
         preview = (
             ctx.storage.put_bytes(rendered.preview_jpeg, ".jpg") if rendered.preview_jpeg else None
         )
-        page_text = rendered.text
-        if page_text is None and imported is not None:
-            page_text = imported[rendered.number - 1]
-        text = ctx.storage.put_bytes(page_text.encode(), ".txt") if page_text is not None else None
+        text = (
+            ctx.storage.put_bytes(rendered.text.encode(), ".txt")
+            if rendered.text is not None
+            else None
+        )
         with ctx.session() as session:
             session.add(
                 Page(

@@ -8,9 +8,10 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from app.db.session import utcnow
-from app.db.tables import Record, Run, StageResult, StageStatus
+from app.db.tables import Page, Record, Run, StageResult, StageStatus
 from app.pipeline.dispatch import STAGE_TASKS, Dispatch
 from app.pipeline.scheduler import advance
+from app.services.imports import imported_pages
 from models.base import EngineError, EngineResult
 from models.registry import get_engine
 from models.stages import (
@@ -141,8 +142,7 @@ def _page_input(
     page = result.page
     image = ctx.storage.path(page.image_key) if page.image_key else None
     if result.stage == "ocr":
-        imported = ctx.storage.read_bytes(page.text_key).decode() if page.text_key else None
-        return PageInput(image_path=image, text=imported)
+        return PageInput(image_path=image, text=_imported_text(ctx, page))
     source = session.scalar(
         select(StageResult).where(
             StageResult.run_id == result.run_id,
@@ -152,6 +152,14 @@ def _page_input(
         )
     )
     return PageInput(image_path=image, text=source.text if source else "")
+
+
+def _imported_text(ctx: TaskContext, page: Page) -> str | None:
+    """The page's text when it was made elsewhere: a .txt document, or text given for a scan."""
+    if page.text_key:
+        return ctx.storage.read_bytes(page.text_key).decode("utf-8")
+    pages = imported_pages(ctx.storage, page.document.imported_text_key)
+    return pages[page.number - 1] if pages else None
 
 
 def _beat(ctx: TaskContext, ids: list[int]) -> None:

@@ -1,5 +1,7 @@
-"""Uploading documents, reading their pages, attaching ground truth."""
+"""Uploading documents, reading their pages, attaching ground truth and imported text."""
 
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile, status
@@ -29,6 +31,7 @@ from app.schemas.documents import (
     UploadResult,
 )
 from app.services.documents import SpooledUpload, discard, spool_upload, store_uploads
+from app.services.imports import attach_imported_text
 from app.services.projects import attach_ground_truth, finished_runs_with
 from app.services.runs import create_run
 
@@ -191,3 +194,33 @@ def _ground_truth_kind(kind: str | None, filename: str) -> GroundTruthKind:
 def list_ground_truth(document: DocumentDep) -> list[GroundTruthPublic]:
     """What ground truth the document has."""
     return [ground_truth_public(t) for t in document.ground_truths]
+
+
+@router.post("/documents/{document_id}/imported-text", response_model=DocumentPublic)
+def upload_imported_text(
+    document: DocumentDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    files: Annotated[
+        list[UploadFile],
+        File(description="PAGE XML, ALTO or text: one file for the document, or one per page"),
+    ],
+) -> dict[str, object]:
+    """Attach text made elsewhere (e.g. a Transkribus export) for runs with `--ocr import`."""
+    from models.importers import ImportFormatError, import_pages
+
+    with tempfile.TemporaryDirectory(dir=storage.root) as folder:
+        for index, upload in enumerate(files):
+            data = upload.file.read(settings.max_upload_bytes + 1)
+            if len(data) > settings.max_upload_bytes:
+                raise UploadTooLarge(f"{upload.filename}: larger than the upload limit")
+            name = Path((upload.filename or f"page-{index + 1}.txt").replace("\\", "/")).name
+            (Path(folder) / name).write_bytes(data)
+        target = Path(folder) if len(files) > 1 else Path(folder) / name
+        try:
+            pages = import_pages(target, document.page_count or 0)
+        except ImportFormatError as exc:
+            raise InvalidUpload(str(exc)) from exc
+    attach_imported_text(session=session, storage=storage, document=document, pages=pages)
+    return document_public(session, document)
