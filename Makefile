@@ -20,8 +20,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
+# The tests run a tiny Qwen2-VL through transformers. Qwen2-VL's processor needs torchvision,
+# which imports only beside torch 2.14.1 here; both wheels lie on the machine's disk.
 $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install --quiet -e '.[test,transformers]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -45,6 +45,39 @@ class OpenAISettings(BaseSettings):
     batch_size: int = Field(default=64, ge=1)
 
 
+class LocalModelSettings(BaseSettings):
+    """A vision-language model run inside a GPU worker (transformers or vLLM)."""
+
+    #: The name recorded with results (e.g. Qwen/Qwen2.5-VL-7B-Instruct).
+    model: str = ""
+    #: Where the weights are on this machine; nothing is downloaded at run time.
+    model_path: str | None = None
+    max_new_tokens: int = Field(default=4096, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    image_max_side: int = Field(default=1288, ge=64)
+    dtype: str = "auto"
+    batch_size: int = Field(default=8, ge=1)
+
+
+class TransformersSettings(LocalModelSettings):
+    """The `transformers` engine (CPU or GPU)."""
+
+    model_config = SettingsConfigDict(env_prefix="HISTOCR_TRANSFORMERS_", extra="ignore")
+
+    device: str = "auto"
+
+
+class VLLMSettings(LocalModelSettings):
+    """The in-process `vllm` engine (GPU)."""
+
+    model_config = SettingsConfigDict(env_prefix="HISTOCR_VLLM_", extra="ignore")
+
+    batch_size: int = Field(default=256, ge=1)
+    max_model_len: int = Field(default=16384, ge=512)
+    gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
+    tensor_parallel_size: int = Field(default=1, ge=1)
+
+
 class Settings(BaseSettings):
     """One settings object, shared by `app/`, `workers/` and the CLI."""
 
@@ -117,6 +150,8 @@ class Settings(BaseSettings):
 
     tesseract: TesseractSettings = Field(default_factory=TesseractSettings)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
+    transformers: TransformersSettings = Field(default_factory=TransformersSettings)
+    vllm: VLLMSettings = Field(default_factory=VLLMSettings)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> "Settings":

@@ -38,24 +38,26 @@ def _imported(_parameters: Mapping[str, Any], _environment: Mapping[str, Any]) -
 
 
 def _openai(parameters: Mapping[str, Any], environment: Mapping[str, Any]) -> Engine:
-    from models.openai_engine import OpenAIConfig, OpenAIEngine
+    from models.openai_engine import OpenAIEngine, openai_config
 
-    recorded = {
-        "base_url",
-        "model",
-        "temperature",
-        "max_tokens",
-        "structured_output",
-        "image_max_side",
-        "image_format",
-    }
-    local = {"api_key", "max_in_flight", "timeout_s", "max_attempts", "max_invalid_attempts"}
-    config = {k: v for k, v in parameters.items() if k in recorded}
-    config.update({k: v for k, v in environment.items() if k in local})
-    return OpenAIEngine(OpenAIConfig(**config))
+    return OpenAIEngine(openai_config(parameters, environment))
+
+
+def _transformers(parameters: Mapping[str, Any], environment: Mapping[str, Any]) -> Engine:
+    from models.transformers_engine import TransformersEngine, config_from
+
+    return TransformersEngine(config_from(parameters, environment))
+
+
+def _vllm(parameters: Mapping[str, Any], environment: Mapping[str, Any]) -> Engine:
+    from models.vllm_engine import VLLMEngine, config_from
+
+    return VLLMEngine(config_from(parameters, environment))
 
 
 FACTORIES: dict[str, Factory] = {
+    "transformers": _transformers,
+    "vllm": _vllm,
     "openai": _openai,
     "tesseract": _tesseract,
     "rules": _rules,

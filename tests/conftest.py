@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from app.cli.serve import upgrade_database
 from app.config import Settings, get_settings
 from app.main import create_app
+from tests.fakes import fake_openai  # noqa: F401  (a fixture for every test module)
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARK = Path(os.environ.get("HISTOCR_BENCHMARK_DIR", ROOT.parent / "shared" / "benchmark"))

@@ -1,7 +1,6 @@
 """What a task body needs: settings, a database session, the file store and a dispatcher."""
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings, get_settings
 from app.db.session import session_scope
 from app.pipeline.dispatch import CeleryDispatcher, Dispatcher
+from app.pipeline.engines import engine_environment
 from app.storage import LocalStorage
 
 logger = logging.getLogger(__name__)
@@ -29,22 +29,7 @@ class TaskContext:
 
     def engine_environment(self, engine: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
         """This machine's settings for an engine (paths, limits, keys): never recorded."""
-        if engine == "tesseract":
-            return {"binary": self.settings.tesseract.binary}
-        if engine == "openai":
-            openai = self.settings.openai
-            key_variable = parameters.get("api_key_env")
-            key = os.environ.get(key_variable) if key_variable else None
-            if key is None and openai.api_key is not None:
-                key = openai.api_key.get_secret_value()
-            return {
-                "api_key": key,
-                "max_in_flight": openai.max_in_flight,
-                "timeout_s": openai.timeout_s,
-                "max_attempts": openai.max_attempts,
-                "max_invalid_attempts": openai.max_invalid_attempts,
-            }
-        return {}
+        return engine_environment(engine, parameters, self.settings)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -27,6 +27,15 @@ _ALLOWED_PARAMETERS: dict[str, dict[str, type]] = {
         "api_key_env": str,
     },
 }
+_LOCAL_MODEL_PARAMETERS: dict[str, type] = {
+    "model": str,
+    "max_new_tokens": int,
+    "temperature": float,
+    "image_max_side": int,
+    "repetition_penalty": float,
+}
+_ALLOWED_PARAMETERS["transformers"] = _LOCAL_MODEL_PARAMETERS
+_ALLOWED_PARAMETERS["vllm"] = _LOCAL_MODEL_PARAMETERS | {"seed": int}
 STRUCTURED_OUTPUT_MODES = ("json_schema", "json_object+schema", "prompt-only")
 
 
@@ -39,6 +48,8 @@ def build_run_config(
     """Check the requested stages and record them with every default filled in."""
     if not stages:
         raise InvalidRequest("a run needs at least one stage")
+    if stages[0].get("stage") != "ocr":
+        raise InvalidRequest("the first stage must be ocr")
     seen: list[str] = []
     specs = []
     for requested in stages:
@@ -51,8 +62,6 @@ def build_run_config(
             raise InvalidRequest(f"stages must run in the order {' → '.join(STAGE_ORDER)}")
         seen.append(stage)
         specs.append(_stage_spec(stage, requested, schema_fields, settings, seen[:-1]))
-    if specs[0]["stage"] != "ocr":
-        raise InvalidRequest("the first stage must be ocr")
     return {
         "version": CONFIG_VERSION,
         "render_dpi": settings.render_dpi,
@@ -112,12 +121,13 @@ def _source(stage: str, requested: str | None, previous: list[str]) -> str | Non
 
 
 def _check_engine_parameters(engine: str, parameters: dict[str, Any]) -> None:
+    if engine in ("openai", "transformers", "vllm") and not parameters.get("model"):
+        raise InvalidRequest(
+            f"the {engine} engine needs a model: set HISTOCR_{engine.upper()}_MODEL "
+            "or the model parameter"
+        )
     if engine != "openai":
         return
-    if not parameters.get("model"):
-        raise InvalidRequest(
-            "the openai engine needs a model: set HISTOCR_OPENAI_MODEL or the model parameter"
-        )
     if parameters.get("structured_output") not in STRUCTURED_OUTPUT_MODES:
         raise InvalidRequest(
             f"structured_output must be one of {', '.join(STRUCTURED_OUTPUT_MODES)}"

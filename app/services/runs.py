@@ -11,6 +11,7 @@ from app.db.tables import Document, Project, Run
 from app.errors import InvalidRequest
 from app.pipeline.config import build_run_config
 from app.pipeline.dispatch import Dispatch
+from app.pipeline.preflight import check_endpoints
 from app.pipeline.scheduler import advance, materialize
 
 
@@ -43,6 +44,7 @@ def create_run(
     """Record a run with its full configuration and queue what can start now."""
     config = build_run_config(stages=stages, schema_fields=project.schema_fields, settings=settings)
     documents = select_documents(session=session, project=project, document_ids=document_ids)
+    check_endpoints(config, settings)
     run = Run(project_id=project.id, name=name.strip(), config=config, documents=documents)
     session.add(run)
     session.flush()

@@ -1,4 +1,4 @@
-"""Text made elsewhere (Transkribus exports, transcriptions) through the CLI, the API and a worker."""
+"""Text made elsewhere (Transkribus exports, transcriptions) through the CLI, API and a worker."""
 
 import json
 import shutil

@@ -40,7 +40,7 @@ def list_engines() -> list[dict[str, Any]]:
 
 
 def _requested_stages(body: RunCreate) -> list[dict[str, Any]]:
-    if not body.stages:
+    if body.stages is None:
         return default_stages()
     return [stage.model_dump(exclude_none=True) for stage in body.stages]
 
@@ -56,9 +56,7 @@ def start_run(
     dispatcher: DispatcherDep,
 ) -> RunPublic:
     """Start a pipeline over the project's documents (all, or those named)."""
-    stages = (
-        [s.model_dump(exclude_none=True) for s in body.stages] if body.stages else default_stages()
-    )
+    stages = _requested_stages(body)
     run, dispatches = create_run(
         session=session,
         settings=settings,
@@ -78,9 +76,7 @@ def estimate_run(
     body: RunCreate, project: ProjectDep, session: SessionDep, settings: SettingsDep
 ) -> dict[str, Any]:
     """Tokens a run would use: its pages × the average of earlier pages with the same setup."""
-    stages = (
-        [s.model_dump(exclude_none=True) for s in body.stages] if body.stages else default_stages()
-    )
+    stages = _requested_stages(body)
     config = build_run_config(stages=stages, schema_fields=project.schema_fields, settings=settings)
     documents = select_documents(session=session, project=project, document_ids=body.document_ids)
     return estimate_tokens(session=session, config=config, documents=documents)

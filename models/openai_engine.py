@@ -1,0 +1,323 @@
+"""The `openai` engine: any OpenAI-compatible chat-completions endpoint with image input.
+
+Layers, as olmOCR has them: one POST with transport retries (`models.openai_client`); a
+policy that judges each answer (cut off, not JSON, not matching the schema) and asks again a
+bounded number of times before failing visibly; a bound on the requests in flight (the
+slots of `ClientPool`, which work as an asyncio semaphore that also picks the HTTP client).
+"""
+
+import asyncio
+import concurrent.futures
+import functools
+import json
+import logging
+import re
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+import jsonschema
+from PIL import Image
+
+from models.base import EngineError, EngineRequest, EngineResult
+from models.images import data_url, encode_image
+from models.openai_client import (
+    ChatReply,
+    ClientPool,
+    OpenAIConfig,
+    check_model,
+    list_models,
+    post_chat,
+)
+
+__all__ = ["OpenAIConfig", "OpenAIEngine", "check_model", "list_models", "openai_config"]
+
+logger = logging.getLogger(__name__)
+
+#: How requests are laid out in messages; part of what a run records, like a prompt version.
+MESSAGE_FORMAT = "openai-chat-v1"
+SCHEMA_INSTRUCTION = "Answer with JSON only, matching this JSON schema:"
+#: Recorded with every result: they decide the output.
+RECORDED = (
+    "model",
+    "structured_output",
+    "image_max_side",
+    "image_format",
+    "image_quality",
+    "temperature",
+    "max_tokens",
+    "max_invalid_attempts",
+)
+#: Machine-local: where the endpoint is and how hard to push it; never recorded.
+LOCAL = (
+    "base_url",
+    "api_key",
+    "extra_headers",
+    "max_in_flight",
+    "timeout_s",
+    "max_attempts",
+    "backoff_base_s",
+    "backoff_max_s",
+)
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL | re.IGNORECASE)
+
+
+def openai_config(parameters: Mapping[str, Any], environment: Mapping[str, Any]) -> OpenAIConfig:
+    """A config from a run's recorded parameters and the machine's environment.
+
+    The parameters decide the output (the environment may give defaults for them, e.g. the
+    model a machine serves); the endpoint, the key and the load settings come only from the
+    environment, so a key that slipped into a run's parameters is never used.
+    """
+    values = {k: environment[k] for k in (*LOCAL, *RECORDED) if environment.get(k) is not None}
+    values.update({k: parameters[k] for k in RECORDED if parameters.get(k) is not None})
+    return OpenAIConfig(**values)
+
+
+class OpenAIEngine:
+    """Sends each request as one chat completion; many at once, bounded by max_in_flight."""
+
+    name = "openai"
+
+    def __init__(self, config: OpenAIConfig) -> None:
+        self.config = config
+
+    def __repr__(self) -> str:
+        return f"OpenAIEngine({self.config!r})"
+
+    def describe(self) -> dict[str, Any]:
+        """The model and the parameters that decide the output; no key, no headers."""
+        described = {name: getattr(self.config, name) for name in RECORDED}
+        return {**described, "endpoint": self.config.endpoint, "message_format": MESSAGE_FORMAT}
+
+    def check(self) -> None:
+        """Fail clearly (EngineNotAvailable) unless the endpoint answers and serves the model."""
+        check_model(self.config)
+
+    def run_batch(self, requests: Sequence[EngineRequest]) -> list[EngineResult | EngineError]:
+        """Run all requests concurrently on a fresh event loop; results in request order."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.arun_batch(requests))
+        # Called from inside an event loop: asyncio.run would refuse, so use a thread of our own.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, self.arun_batch(requests)).result()
+
+    async def arun_batch(
+        self, requests: Sequence[EngineRequest]
+    ) -> list[EngineResult | EngineError]:
+        """The async form of run_batch, for callers that already run an event loop."""
+        if not requests:
+            return []
+        async with ClientPool(
+            self.config, slots=min(len(requests), self.config.max_in_flight)
+        ) as pool:
+            return list(await asyncio.gather(*(self._guarded(pool, r) for r in requests)))
+
+    async def _guarded(
+        self, pool: ClientPool, request: EngineRequest
+    ) -> EngineResult | EngineError:
+        async with pool.slot() as client:
+            try:
+                return await self._answer(client, request)
+            except EngineError as exc:
+                return exc
+            except Exception as exc:  # one page's bug must not take the batch's results along
+                logger.exception("openai %s: request failed unexpectedly", self.config.model)
+                return EngineError(f"internal error: {type(exc).__name__}: {exc}", retryable=False)
+
+    async def _answer(self, client: httpx.AsyncClient, request: EngineRequest) -> EngineResult:
+        """Ask until an answer passes, at most max_invalid_attempts times (the policy layer)."""
+        started = time.perf_counter()
+        # Encoding a page image takes tens of ms: off the event loop, so requests keep flowing.
+        if request.image_path is None:
+            body = self._body(request)
+        else:
+            body = await asyncio.to_thread(self._body, request)
+        validator = _validator(request.json_schema)
+        attempts = 0
+        usage = _Usage()
+        problem = ""
+        for _ in range(self.config.max_invalid_attempts):
+            try:
+                reply = await post_chat(client, self.config, body)
+            except EngineError as exc:
+                exc.attempts += attempts
+                raise
+            attempts += reply.attempts
+            usage.add(reply.data)
+            text, problem = _judge(reply, validator)
+            if not problem:
+                return _result(self.config, reply, text, usage, attempts, started)
+            logger.warning(
+                "openai %s: unusable answer (%s); attempt %d", self.config.model, problem, attempts
+            )
+        raise EngineError(
+            f"{problem} after {attempts} attempts", retryable=False, attempts=attempts
+        )
+
+    def _body(self, request: EngineRequest) -> dict[str, Any]:
+        """The chat-completions request body (the image encoded once, reused on retries)."""
+        mode = self.config.structured_output
+        body: dict[str, Any] = {
+            "model": self.config.model,
+            "messages": build_messages(
+                request, self._image_url(request), schema_in_prompt=mode == "prompt-only"
+            ),
+            "temperature": self.config.temperature,
+            "max_tokens": self.config.max_tokens,
+        }
+        if request.json_schema is not None and mode != "prompt-only":
+            body["response_format"] = response_format(mode, request.json_schema)
+        return body
+
+    def _image_url(self, request: EngineRequest) -> str | None:
+        if request.image_path is None:
+            return None
+        try:
+            image = encode_image(
+                request.image_path,
+                max_side=self.config.image_max_side,
+                fmt=self.config.image_format,
+                quality=self.config.image_quality,
+            )
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise EngineError(
+                f"cannot read the page image {request.image_path.name}: {exc}", retryable=False
+            ) from None
+        return data_url(image)
+
+
+def build_messages(
+    request: EngineRequest, image_url: str | None, *, schema_in_prompt: bool = False
+) -> list[dict[str, Any]]:
+    """System prompt, then one user message: prompt, page image, and the delimited text."""
+    messages: list[dict[str, Any]] = []
+    if request.system:
+        messages.append({"role": "system", "content": request.system})
+    prompt = request.prompt or ""
+    if schema_in_prompt and request.json_schema is not None:
+        schema = json.dumps(request.json_schema, ensure_ascii=False)
+        prompt = f"{prompt}\n\n{SCHEMA_INSTRUCTION}\n{schema}".strip()
+    text = None if request.text is None else f"<text>\n{request.text}\n</text>"
+    if image_url is None:
+        if not prompt and text is None:
+            raise EngineError("the request has no prompt, image or text to send", retryable=False)
+        # Text only: a plain string is what every server takes, text-only chat templates too.
+        content = "\n\n".join(t for t in (prompt, text) if t)
+        messages.append({"role": "user", "content": content})
+        return messages
+    parts: list[dict[str, Any]] = [{"type": "text", "text": prompt}] if prompt else []
+    parts.append({"type": "image_url", "image_url": {"url": image_url}})
+    if text is not None:
+        parts.append({"type": "text", "text": text})
+    messages.append({"role": "user", "content": parts})
+    return messages
+
+
+def response_format(mode: str, schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The `response_format` for a structured-output mode (the endpoint's dialect)."""
+    if mode == "json_schema":
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": "records", "schema": dict(schema), "strict": True},
+        }
+    if mode == "json_object+schema":  # llama.cpp's server
+        return {"type": "json_object", "schema": dict(schema)}
+    raise ValueError(f"no response_format for structured output mode {mode!r}")
+
+
+class _Usage:
+    """Tokens over all answered attempts: a retried page costs what all its tries cost."""
+
+    def __init__(self) -> None:
+        self.tokens_in: int | None = None
+        self.tokens_out: int | None = None
+
+    def add(self, data: Any) -> None:
+        usage = data.get("usage") if isinstance(data, dict) else None
+        if not isinstance(usage, dict):
+            return
+        if isinstance(usage.get("prompt_tokens"), int):
+            self.tokens_in = (self.tokens_in or 0) + usage["prompt_tokens"]
+        if isinstance(usage.get("completion_tokens"), int):
+            self.tokens_out = (self.tokens_out or 0) + usage["completion_tokens"]
+
+
+def _validator(schema: Mapping[str, Any] | None) -> jsonschema.protocols.Validator | None:
+    if schema is None:
+        return None
+    return _compiled_validator(json.dumps(schema, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_validator(schema_json: str) -> jsonschema.protocols.Validator:
+    """Checking a schema takes ~4 ms; every page of a run has the same one."""
+    schema = json.loads(schema_json)
+    cls = jsonschema.validators.validator_for(schema)
+    try:
+        cls.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        message = f"the request's JSON schema is invalid: {exc.message}"
+        raise EngineError(message, retryable=False) from None
+    return cls(schema)
+
+
+def _judge(reply: ChatReply, validator: jsonschema.protocols.Validator | None) -> tuple[str, str]:
+    """(text, problem): problem is empty when the answer is usable."""
+    choice = _first_choice(reply.data)
+    if choice is None:
+        return "", "malformed response: no choices[0].message"
+    message = choice["message"]
+    content = message.get("content")
+    finish_reason = choice.get("finish_reason")
+    if finish_reason != "stop":
+        return "", f"output cut off: finish_reason {finish_reason!r}"
+    if message.get("refusal"):
+        return "", f"the model refused: {str(message['refusal'])[:200]}"
+    text = content if isinstance(content, str) else ""
+    if validator is None:
+        return text, ""
+    fenced = _FENCE.match(text)
+    answer = fenced.group(1) if fenced else text.strip()
+    try:
+        data = json.loads(answer)
+    except json.JSONDecodeError as exc:
+        return "", f"output is not valid JSON ({exc})"
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "the top level"
+        return "", f"output does not match the schema at {where}: {error.message[:200]}"
+    return answer, ""
+
+
+def _first_choice(data: Any) -> dict[str, Any] | None:
+    if not isinstance(data, dict):
+        return None
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return None
+    return choices[0] if isinstance(choices[0].get("message"), dict) else None
+
+
+def _result(
+    config: OpenAIConfig,
+    reply: ChatReply,
+    text: str,
+    usage: _Usage,
+    attempts: int,
+    started: float,
+) -> EngineResult:
+    data = reply.data
+    return EngineResult(
+        text=text,
+        model=str(data.get("model") or config.model),
+        latency_s=time.perf_counter() - started,
+        finish_reason="stop",
+        tokens_in=usage.tokens_in,
+        tokens_out=usage.tokens_out,
+        attempts=attempts,
+        raw=data,
+    )
