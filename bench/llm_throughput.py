@@ -344,7 +344,7 @@ def measure(
     for index in range(args.workers):
         log = temp / f"worker-{index}.log"
         argv = [sys.executable, "-m", "app.cli", "worker", "--queues", "cpu,llm"]
-        argv += ["--concurrency", str(args.concurrency), "--loglevel", "INFO"]
+        argv += ["--concurrency", str(args.concurrency), "--pool", args.pool, "--loglevel", "INFO"]
         processes.start(f"worker {index}", argv, env, log)
     for index in range(args.workers):
         wait_for_log(processes, temp / f"worker-{index}.log", b"ready.")
@@ -489,6 +489,7 @@ def report(args: argparse.Namespace, m: Measurement) -> dict[str, Any]:
         "capacity": args.capacity,
         "workers": args.workers,
         "concurrency": args.concurrency,
+        "pool": args.pool,
         "batch_size": args.batch_size,
         "max_in_flight": args.max_in_flight,
         "status": m.run["status"],
@@ -558,7 +559,7 @@ def print_table(
         ("latency / capacity", f"{r['latency_s']} s / {r['capacity']}"),
         (
             "workers × concurrency",
-            f"{r['workers']} × {r['concurrency']} (batch {r['batch_size']}, "
+            f"{r['workers']} × {r['concurrency']} {r['pool']} (batch {r['batch_size']}, "
             f"max in flight {r['max_in_flight']})",
         ),
         ("run status", f"{r['status']} {r['stage_statuses']}"),
@@ -609,6 +610,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--concurrency", type=int, default=2, help="pool size per worker (histocr serve: 2)"
     )
+    parser.add_argument("--pool", default="prefork", help="Celery pool (prefork, threads)")
     parser.add_argument(
         "--batch-size", type=int, default=64, help="pages per task (HISTOCR_OPENAI_BATCH_SIZE)"
     )

@@ -182,3 +182,11 @@ def copy_benchmark(tmp_path: Path, *parts: str) -> Path:
     target = tmp_path / source.name
     shutil.copyfile(source, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Qwen2-VL-style model with a locally trained tokenizer, built once."""
+    from tests.tiny_vlm import build_tiny_qwen2_vl
+
+    return build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny-qwen2-vl"), benchmark_dir=BENCHMARK)

@@ -46,12 +46,19 @@ class ProcessOptions:
         """The run's stages, with the mLLM options on every stage an mLLM engine runs."""
         stages = default_stages(ocr=self.ocr, correct=self.correct, extract=self.extract)
         for stage in stages:
-            if stage["engine"] in LLM_ENGINES:
-                stage["parameters"] = dict(self.llm_parameters)
+            accepted = LLM_OPTIONS.get(stage["engine"], ())
+            given = {k: v for k, v in self.llm_parameters.items() if k in accepted}
+            if given:
+                stage["parameters"] = given
         return stages
 
 
-LLM_ENGINES = ("openai",)
+#: Which of the mLLM options each engine takes.
+LLM_OPTIONS = {
+    "openai": ("model", "base_url", "structured_output", "image_max_side"),
+    "transformers": ("model", "image_max_side"),
+    "vllm": ("model", "image_max_side"),
+}
 
 
 @click.command()

@@ -9,17 +9,10 @@ from pdf2image import convert_from_path
 from models.base import EngineError, EngineNotAvailable, EngineRequest, EngineResult
 from models.chat import IMAGE_PART, chat_messages, load_page_image
 from models.transformers_engine import TransformersConfig, TransformersEngine, config_from
-from tests.conftest import BENCHMARK, benchmark_file
+from tests.conftest import benchmark_file
 from tests.helpers import PRINTED_LINES, render_page
-from tests.tiny_vlm import build_tiny_qwen2_vl
 
 PROMPT = "Transcribe the page."
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model, built once per test session."""
-    return build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny-qwen2.5-vl"), benchmark_dir=BENCHMARK)
 
 
 @pytest.fixture(scope="module")
