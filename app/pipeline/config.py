@@ -94,6 +94,7 @@ def _stage_spec(
         "prompt": prompt.text if prompt else None,
         "source": _source(stage, requested.get("source"), previous),
         "fields": list(schema_fields) if stage == "extract" else [],
+        "inputs": _inputs(stage, info.name, requested.get("inputs")),
         "queue": info.queue,
         "batch_size": batch_size(info.name, settings),
     }
@@ -118,6 +119,20 @@ def _source(stage: str, requested: str | None, previous: list[str]) -> str | Non
             f"stage {stage!r} cannot read {requested!r}: it runs after {', '.join(text_stages)}"
         )
     return requested
+
+
+def _inputs(stage: str, engine: str, requested: str | None) -> str | None:
+    """What extraction reads: the text (default), the page image, or both (mLLMs only)."""
+    if stage != "extract":
+        if requested is not None:
+            raise InvalidRequest("only the extract stage takes inputs")
+        return None
+    inputs = requested or "text"
+    if inputs not in ("text", "image", "both"):
+        raise InvalidRequest(f"inputs must be text, image or both, not {inputs!r}")
+    if inputs != "text" and not CATALOGUE[engine].prompted:
+        raise InvalidRequest(f"the {engine} engine extracts from text only")
+    return inputs
 
 
 def _check_engine_parameters(engine: str, parameters: dict[str, Any]) -> None:

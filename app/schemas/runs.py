@@ -16,6 +16,9 @@ class StageRequest(BaseModel):
         default=None, description="for correct/extract: the text stage to read (default: latest)"
     )
     prompt_version: str | None = Field(default=None, description="default: the newest")
+    inputs: str | None = Field(
+        default=None, description="extract only: text (default), image or both (mLLM engines)"
+    )
 
 
 class RunCreate(BaseModel):

@@ -19,6 +19,8 @@ class StageSpec:
     prompt: str | None = None
     source: str | None = None
     fields: tuple[str, ...] = ()
+    #: What extraction reads: "text" (the source stage's), "image" (the page), or "both".
+    inputs: str = "text"
 
 
 @dataclass(frozen=True)

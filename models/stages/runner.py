@@ -61,7 +61,8 @@ def build_requests(spec: StageSpec, pages: Sequence[PageInput]) -> list[EngineRe
             requests.append(
                 EngineRequest(
                     prompt=text,
-                    text=page.text or "",
+                    image_path=page.image_path if spec.inputs in ("image", "both") else None,
+                    text=(page.text or "") if spec.inputs in ("text", "both") else None,
                     json_schema=records_json_schema(spec.fields),
                     parameters={**spec.parameters, "fields": list(spec.fields)},
                 )

@@ -64,6 +64,13 @@ def with_endpoint(settings, base_url: str, model: str = MODEL):
             ],
             "no prompt 'correct' version 'v99'",
         ),
+        (
+            [
+                {"stage": "ocr", "engine": "tesseract"},
+                {"stage": "extract", "engine": "rules", "inputs": "image"},
+            ],
+            "extracts from text only",
+        ),
     ],
 )
 def test_bad_pipelines_are_refused_with_a_message(project_with_page, stages, message):

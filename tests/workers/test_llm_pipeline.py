@@ -100,7 +100,7 @@ def test_ocr_correct_and_extract_with_an_mllm(
     stages = [
         {"stage": "ocr", "engine": "tesseract"},
         {"stage": "correct", "engine": "openai", "source": "ocr"},
-        {"stage": "extract", "engine": "openai"},
+        {"stage": "extract", "engine": "openai", "inputs": "both"},
     ]
     run = client.post(f"/api/v1/projects/{project['id']}/runs", json={"stages": stages})
     assert run.status_code == 201, run.text
@@ -124,6 +124,8 @@ def test_ocr_correct_and_extract_with_an_mllm(
     assert result["records"][2]["source_line"] == PRINTED_LINES[2]
     schema_requests = [b for b in server.received if "response_format" in b]
     assert schema_requests and schema_requests[0]["response_format"]["type"] == "json_schema"
+    assert len(images(schema_requests[0])) == 1  # inputs "both": the page image and its text
+    assert input_text(schema_requests[0]) == corrected
     assert KEY not in (tmp_path / "worker-0.log").read_text(errors="replace")
     estimate = client.post(
         f"/api/v1/projects/{project['id']}/runs/estimate", json={"stages": stages}
@@ -171,7 +173,7 @@ def test_failures_end_failed_with_their_attempts(
     stages = [
         {"stage": "ocr", "engine": "import"},
         {"stage": "correct", "engine": "openai"},
-        {"stage": "extract", "engine": "openai"},
+        {"stage": "extract", "engine": "openai", "inputs": "both"},
     ]
     run = client.post(f"/api/v1/projects/{project['id']}/runs", json={"stages": stages}).json()
     finished = wait_for_run(client, run["id"], timeout=240, workers=(worker,))

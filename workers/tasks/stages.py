@@ -126,6 +126,7 @@ def stage_spec(run: Run, stage: str) -> StageSpec:
         prompt=data.get("prompt"),
         source=data.get("source"),
         fields=tuple(data.get("fields") or ()),
+        inputs=data.get("inputs") or "text",
     )
 
 
