@@ -14,6 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ import jsonschema
 from PIL import Image
 
 from models.base import EngineError, EngineRequest, EngineResult
+from models.chat import chat_messages
 from models.images import data_url, encode_image
 from models.openai_client import (
     ChatReply,
@@ -194,27 +196,14 @@ def build_messages(
     request: EngineRequest, image_url: str | None, *, schema_in_prompt: bool = False
 ) -> list[dict[str, Any]]:
     """System prompt, then one user message: prompt, page image, and the delimited text."""
-    messages: list[dict[str, Any]] = []
-    if request.system:
-        messages.append({"role": "system", "content": request.system})
-    prompt = request.prompt or ""
     if schema_in_prompt and request.json_schema is not None:
         schema = json.dumps(request.json_schema, ensure_ascii=False)
-        prompt = f"{prompt}\n\n{SCHEMA_INSTRUCTION}\n{schema}".strip()
-    text = None if request.text is None else f"<text>\n{request.text}\n</text>"
-    if image_url is None:
-        if not prompt and text is None:
-            raise EngineError("the request has no prompt, image or text to send", retryable=False)
-        # Text only: a plain string is what every server takes, text-only chat templates too.
-        content = "\n\n".join(t for t in (prompt, text) if t)
-        messages.append({"role": "user", "content": content})
-        return messages
-    parts: list[dict[str, Any]] = [{"type": "text", "text": prompt}] if prompt else []
-    parts.append({"type": "image_url", "image_url": {"url": image_url}})
-    if text is not None:
-        parts.append({"type": "text", "text": text})
-    messages.append({"role": "user", "content": parts})
-    return messages
+        prompt = f"{request.prompt or ''}\n\n{SCHEMA_INSTRUCTION}\n{schema}".strip()
+        request = replace(request, prompt=prompt)
+    image_part = (
+        None if image_url is None else {"type": "image_url", "image_url": {"url": image_url}}
+    )
+    return chat_messages(request, image_part=image_part)
 
 
 def response_format(mode: str, schema: Mapping[str, Any]) -> dict[str, Any]:
