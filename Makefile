@@ -3,12 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-test system-deps test-system-deps services migrate lint clean
+.PHONY: run test install install-test llama-server system-deps test-system-deps services migrate lint clean
 
 run: system-deps install migrate
 	$(BIN)/histocr serve
 
-test: test-system-deps install-test services
+test: test-system-deps install-test llama-server services
 	$(BIN)/python -m pytest
 
 $(BIN)/python:
@@ -26,6 +26,11 @@ $(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install --quiet -e '.[test,transformers]'
 	touch $@
+
+# A real llama.cpp server for the integration tests: its wheel is built once per machine
+# (about 5.5 min on 2 cores) and cached under /var/cache/histocr; about 1 s when already there.
+llama-server: install-test
+	scripts/install-llama-server.sh $(VENV)
 
 install: $(VENV)/.installed
 

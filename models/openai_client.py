@@ -218,11 +218,20 @@ async def _post_once(
             data = None
         return ChatReply(data=data, latency_s=latency, attempts=attempt)
     message = f"HTTP {status} from {config.endpoint}: {server_message(config, response)}"
-    if status in RETRY_STATUSES or status >= 500:
+    if status in RETRY_STATUSES or (status >= 500 and not _rejects_response_format(body, response)):
         return _Failure(message, _retry_after(response))
     raise EngineError(
         _refusal_message(config, status, message, body), retryable=False, attempts=attempt
     )
+
+
+def _rejects_response_format(body: Mapping[str, Any], response: httpx.Response) -> bool:
+    """A 5xx that names response_format: a request the server cannot take, not a busy server.
+
+    llama-cpp-python's server answers `response_format` type `json_schema` with HTTP 500 and
+    a validation error naming `response_format`; asking again would get the same answer.
+    """
+    return "response_format" in body and "response_format" in response.text
 
 
 def _delay(config: OpenAIConfig, attempt: int, retry_after_s: float | None) -> float:
@@ -264,7 +273,7 @@ def _refusal_message(
         return f"the endpoint refused the API key ({message})"
     if status == 404:
         return f"{message} (check the model name {config.model!r} and the base URL)"
-    if "response_format" in body and status in (400, 422):
+    if "response_format" in body and (status in (400, 422) or status >= 500):
         return (
             f"{message} (if the endpoint does not support this response_format, set "
             f"structured_output to one of {', '.join(STRUCTURED_OUTPUT_MODES)})"

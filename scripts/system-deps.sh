@@ -17,6 +17,9 @@ if [[ "${1:-}" == "--test" ]]; then
   [[ -x /usr/bin/chromium ]] || missing+=(chromium)
   command -v pg_isready >/dev/null || missing+=(postgresql-client)
   command -v redis-cli >/dev/null || missing+=(redis-tools)
+  # llama-cpp-python is compiled once per machine for the llama.cpp integration test.
+  command -v cmake >/dev/null || missing+=(cmake)
+  command -v g++ >/dev/null || missing+=(g++)
 fi
 
 if [[ ${#missing[@]} -eq 0 ]]; then

@@ -299,6 +299,21 @@ def test_refused_requests_are_not_retried(fake_openai: Factory) -> None:
     assert (result.attempts, result.retryable) == (1, False)
 
 
+def test_a_server_error_about_the_response_format_is_not_retried(fake_openai: Factory) -> None:
+    # llama-cpp-python's server answers response_format json_schema with a 500 naming the field:
+    # asking again gets the same answer, so the user is told which setting to change at once.
+    server = fake_openai()
+    server.queue(
+        server_error(500, "body.response_format.type: Input should be 'text' or 'json_object'")
+    )
+    request = EngineRequest(prompt="Extract.", text="x", json_schema=SCHEMA)
+    result = _one(_config(server), request)
+    assert isinstance(result, EngineError)
+    assert "structured_output" in str(result) and "json_object+schema" in str(result)
+    assert (result.attempts, result.retryable) == (1, False)
+    assert len(server.received) == 1
+
+
 def test_unreadable_page_image_fails_without_a_request(
     fake_openai: Factory, tmp_path: Path
 ) -> None:
