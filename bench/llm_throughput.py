@@ -8,11 +8,12 @@ achieved against it, end to end (the POST of the run until the run is done) and 
 (first request received until the last answer), and where the rest of the time went.
 
     python bench/llm_throughput.py --mode embedded          # SQLite + filesystem broker
-    python bench/llm_throughput.py --mode redis             # PostgreSQL + Redis (db 15)
+    python bench/llm_throughput.py --mode redis             # PostgreSQL + Redis (db 13)
     python bench/llm_throughput.py --mode redis --pages 1000 --workers 2 --concurrency 2
 
-Setup is not timed: a temp data dir, a migrated database (a fresh PostgreSQL database in redis
-mode, dropped afterwards), the fake server, `python -m app.cli worker` process(es), a project
+Setup is not timed: a temp data dir, a migrated database (in redis mode a fresh PostgreSQL
+database, dropped afterwards, and Redis db 13, flushed: not the tests' db 15, whose workers would
+take the benchmark's tasks), the fake server, `python -m app.cli worker` process(es), a project
 with the pages uploaded as multi-page TIFFs and ingested. Timed: the run, started through the
 API (a TestClient over `app.main.create_app`, as `histocr serve` would run it) and polled until
 it settles. The run's `finished_at` (written by the evaluate task) ends the end-to-end time,
@@ -49,7 +50,9 @@ sys.path.insert(0, str(ROOT))
 MODEL = "fake-vlm-bench"
 API_KEY = "sk-bench-0123456789"
 PG_ADMIN_URL = os.environ.get("HISTOCR_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("HISTOCR_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+#: Not the tests' db 15: a test run beside the benchmark flushes it and its workers, on the same
+#: queue names, would take (and drop) the benchmark's tasks.
+REDIS_URL = os.environ.get("HISTOCR_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 
 
 # --- the fake server, with a timeline ------------------------------------------------------------
@@ -188,14 +191,19 @@ def wait_for_server(base: str, processes: Processes, timeout: float = 30) -> Non
 
 
 @contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
+def postgres_database(admin_url: str) -> Iterator[str]:
     """A fresh PostgreSQL database, dropped afterwards (connections forced off)."""
     import psycopg
+    from sqlalchemy.engine import make_url
 
     name = f"histocr_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+    with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    url = (
+        make_url(admin_url)
+        .set(drivername="postgresql+psycopg", database=name)
+        .render_as_string(hide_password=False)
+    )
     try:
         yield url
     finally:
@@ -203,19 +211,19 @@ def postgres_database() -> Iterator[str]:
 
         with contextlib.suppress(Exception):
             get_engine(url).dispose()
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextlib.contextmanager
-def redis_database() -> Iterator[str]:
-    """The Redis database of the tests, emptied before and after."""
+def redis_database(url: str) -> Iterator[str]:
+    """A Redis database for the broker, emptied before and after."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(url)
     client.flushdb()
     try:
-        yield REDIS_URL
+        yield url
     finally:
         with contextlib.suppress(Exception):
             client.flushdb()
@@ -273,8 +281,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         with contextlib.ExitStack() as stack:
             database_url = broker_url = ""
             if args.mode == "redis":
-                database_url = stack.enter_context(postgres_database())
-                broker_url = stack.enter_context(redis_database())
+                database_url = stack.enter_context(postgres_database(args.pg_admin_url))
+                broker_url = stack.enter_context(redis_database(args.redis_url))
             measurement = measure(args, temp, processes, database_url, broker_url)
             processes.stop_all()  # before the database goes (its connections are forced off)
         return report(args, measurement)
@@ -514,6 +522,7 @@ def report(args: argparse.Namespace, m: Measurement) -> dict[str, Any]:
         "last_answer_to_last_store_s": round(max(finished) - last_answer, 3),
         "tail_s": round(done - last_answer, 3),
         "tasks": len(tasks),
+        "posted_at": round(m.posted, 4),
         "server_violations": m.server["violations"],
     }
     print_table(result, tasks, task_ends, m.posted)
@@ -618,6 +627,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--max-in-flight", type=int, default=256, help="HISTOCR_OPENAI_MAX_IN_FLIGHT"
     )
     parser.add_argument("--pages-per-document", type=int, default=50)
+    parser.add_argument(
+        "--pg-admin-url", default=PG_ADMIN_URL, help="redis mode: where to create the database"
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=REDIS_URL,
+        help="redis mode: the broker database, flushed before and after",
+    )
     parser.add_argument("--decode-images", action="store_true", help="the server decodes images")
     parser.add_argument("--poll", type=float, default=0.25, help="seconds between run polls")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds for ingest / run")
@@ -634,10 +651,12 @@ def main() -> None:
         serve_fake(args)
         return
 
-    # SIGTERM (and SIGHUP) clean up like Ctrl-C does.
+    # SIGTERM and SIGHUP clean up like Ctrl-C does (and Ctrl-C works even when started in the
+    # background of a script, which starts it with SIGINT ignored).
     def interrupt(_signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, interrupt)
     signal.signal(signal.SIGHUP, interrupt)
     try:

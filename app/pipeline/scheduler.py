@@ -5,8 +5,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.db.session import utcnow
 from app.db.tables import (
@@ -33,29 +34,32 @@ def materialize(session: Session, run: Run) -> None:
             select(StageResult.page_id, StageResult.stage).where(StageResult.run_id == run.id)
         ).all()
     )
-    pages = session.scalars(
-        select(Page)
+    page_ids = session.scalars(
+        select(Page.id)
         .join(run_documents, run_documents.c.document_id == Page.document_id)
         .join(Document, Document.id == Page.document_id)
         .where(run_documents.c.run_id == run.id, Document.status == DocumentStatus.READY)
         .order_by(Page.document_id, Page.number)
     ).all()
-    for page in pages:
-        for position, spec in enumerate(specs):
-            if (page.id, spec["stage"]) in existing:
-                continue
-            session.add(
-                StageResult(
-                    run_id=run.id,
-                    page_id=page.id,
-                    stage=spec["stage"],
-                    position=position,
-                    engine=spec["engine"],
-                    parameters=spec["parameters"],
-                    prompt_version=spec.get("prompt_version"),
-                )
-            )
-    session.flush()
+    rows = [
+        {
+            "run_id": run.id,
+            "page_id": page_id,
+            "stage": spec["stage"],
+            "position": position,
+            "status": StageStatus.PENDING,
+            "engine": spec["engine"],
+            "parameters": spec["parameters"],
+            "prompt_version": spec.get("prompt_version"),
+            "attempts": 0,
+        }
+        for page_id in page_ids
+        for position, spec in enumerate(specs)
+        if (page_id, spec["stage"]) not in existing
+    ]
+    if rows:
+        # One statement for a whole run: thousands of pages are one round trip, not thousands.
+        session.execute(insert(StageResult), rows)
 
 
 def advance(session: Session, run: Run, page_ids: Iterable[int] | None = None) -> list[Dispatch]:
@@ -69,7 +73,7 @@ def advance(session: Session, run: Run, page_ids: Iterable[int] | None = None) -
     ready: list[StageResult] = []
     for results in by_page.values():
         ready.extend(_ready_on_page(results))
-    claimed = [r for r in ready if _claim_for_queue(session, r)]
+    claimed = _claim_for_queue(session, ready)
     dispatches = _batch(run, claimed)
     if run.status == RunStatus.PENDING and (claimed or by_page):
         run.status = RunStatus.RUNNING
@@ -94,19 +98,31 @@ def _ready_on_page(results: list[StageResult]) -> list[StageResult]:
     return ready
 
 
-def _claim_for_queue(session: Session, result: StageResult) -> bool:
-    """Move pending → queued only if nobody else did it first (two workers may advance at once)."""
+def _claim_for_queue(session: Session, ready: list[StageResult]) -> list[StageResult]:
+    """Move pending → queued, keeping only those nobody else moved first (two may advance)."""
+    if not ready:
+        return []
     now = utcnow()
-    outcome = session.execute(
-        update(StageResult)
-        .where(StageResult.id == result.id, StageResult.status == StageStatus.PENDING)
-        .values(status=StageStatus.QUEUED, queued_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    claimed = bool(outcome.rowcount)  # type: ignore[attr-defined]
-    if claimed:
-        result.status = StageStatus.QUEUED
-        result.queued_at = now
+    taken: set[int] = set()
+    ids = [r.id for r in ready]
+    for start in range(0, len(ids), 1000):
+        taken.update(
+            session.scalars(
+                update(StageResult)
+                .where(
+                    StageResult.id.in_(ids[start : start + 1000]),
+                    StageResult.status == StageStatus.PENDING,
+                )
+                .values(status=StageStatus.QUEUED, queued_at=now)
+                .returning(StageResult.id)
+                .execution_options(synchronize_session=False)
+            )
+        )
+    claimed = [r for r in ready if r.id in taken]
+    for result in claimed:
+        # The row says so already; keep the loaded object in step without writing it again.
+        set_committed_value(result, "status", StageStatus.QUEUED)
+        set_committed_value(result, "queued_at", now)
     return claimed
 
 

@@ -5,8 +5,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
+import models.openai_engine  # noqa: F401  (imported before the pool forks, not per child)
 from app.db.session import utcnow
 from app.db.tables import Page, Record, Run, StageResult, StageStatus
 from app.pipeline.dispatch import STAGE_TASKS, Dispatch
@@ -75,15 +76,13 @@ def _claim(
     ctx: TaskContext, stage: str, result_ids: Sequence[int]
 ) -> tuple[list[ClaimedPage], StageSpec | None, int | None]:
     """Take the queued results nobody else runs; read their images and input texts."""
-    claimed: list[ClaimedPage] = []
     with ctx.session() as session:
         now = utcnow()
-        sources: dict[int, str | None] = {}
-        for result_id in result_ids:
-            taken = session.execute(
+        taken = set(
+            session.scalars(
                 update(StageResult)
                 .where(
-                    StageResult.id == result_id,
+                    StageResult.id.in_(list(result_ids)),
                     StageResult.stage == stage,
                     StageResult.status.in_([StageStatus.QUEUED, StageStatus.PENDING]),
                 )
@@ -93,25 +92,32 @@ def _claim(
                     started_at=now,
                     heartbeat_at=now,
                 )
-            ).rowcount  # type: ignore[attr-defined]
-            if not taken:
-                logger.info("stage result %s: already taken or finished", result_id)
-                continue
-            result = session.get_one(StageResult, result_id)
-            session.refresh(result)
-            claimed.append(
-                ClaimedPage(
-                    result_id=result.id,
-                    page_id=result.page_id,
-                    attempt=result.attempts,
-                    page=_page_input(ctx, session, result, _source_of(session, result, sources)),
-                )
+                .returning(StageResult.id)
+                .execution_options(synchronize_session=False)
             )
-        if not claimed:
+        )
+        if len(taken) < len(result_ids):
+            logger.info("stage results %s: already taken or finished", set(result_ids) - taken)
+        if not taken:
             return [], None, None
-        first = session.get_one(StageResult, claimed[0].result_id)
-        run = session.get_one(Run, first.run_id)
+        results = session.scalars(
+            select(StageResult)
+            .where(StageResult.id.in_(taken))
+            .options(joinedload(StageResult.page).joinedload(Page.document))
+            .order_by(StageResult.id)
+        ).all()
+        run = session.get_one(Run, results[0].run_id)
         spec = stage_spec(run, stage)
+        texts = _source_texts(session, run.id, spec.source, [r.page_id for r in results])
+        claimed = [
+            ClaimedPage(
+                result_id=result.id,
+                page_id=result.page_id,
+                attempt=result.attempts,
+                page=_page_input(ctx, result, texts),
+            )
+            for result in results
+        ]
         return claimed, spec, run.id
 
 
@@ -130,29 +136,29 @@ def stage_spec(run: Run, stage: str) -> StageSpec:
     )
 
 
-def _source_of(session: Session, result: StageResult, cache: dict[int, str | None]) -> str | None:
-    if result.run_id not in cache:
-        run = session.get_one(Run, result.run_id)
-        cache[result.run_id] = stage_spec(run, result.stage).source
-    return cache[result.run_id]
+def _source_texts(
+    session: Session, run_id: int, source: str | None, page_ids: list[int]
+) -> dict[int, str | None]:
+    """Page id → the text of the stage a correction or extraction reads."""
+    if source is None:
+        return {}
+    rows = session.execute(
+        select(StageResult.page_id, StageResult.text).where(
+            StageResult.run_id == run_id,
+            StageResult.page_id.in_(page_ids),
+            StageResult.stage == source,
+            StageResult.status == StageStatus.DONE,
+        )
+    ).all()
+    return {page_id: text for page_id, text in rows}
 
 
-def _page_input(
-    ctx: TaskContext, session: Session, result: StageResult, source_stage: str | None
-) -> PageInput:
+def _page_input(ctx: TaskContext, result: StageResult, texts: dict[int, str | None]) -> PageInput:
     page = result.page
     image = ctx.storage.path(page.image_key) if page.image_key else None
     if result.stage == "ocr":
         return PageInput(image_path=image, text=_imported_text(ctx, page))
-    source = session.scalar(
-        select(StageResult).where(
-            StageResult.run_id == result.run_id,
-            StageResult.page_id == result.page_id,
-            StageResult.stage == source_stage,
-            StageResult.status == StageStatus.DONE,
-        )
-    )
-    return PageInput(image_path=image, text=source.text if source else "")
+    return PageInput(image_path=image, text=texts.get(page.id) or "")
 
 
 def _imported_text(ctx: TaskContext, page: Page) -> str | None:
