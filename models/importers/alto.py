@@ -2,8 +2,7 @@
 
 import xml.etree.ElementTree as ET
 
-from models.importers.errors import ImportFormatError
-from models.importers.safe_xml import parse_xml, split_tag
+from models.importers.safe_xml import pages_of, parse_xml, split_tag
 
 ALTO_NAMESPACE_PREFIX = "http://www.loc.gov/standards/alto/"
 # Schema order puts the margins before PrintSpace; on the printed page the footer comes last.
@@ -17,16 +16,7 @@ def read_alto(data: bytes, source: str = "ALTO") -> list[list[str]]:
 
 def alto_pages(root: ET.Element, source: str) -> list[list[str]]:
     """The lines of every Page under an already parsed `alto` root."""
-    namespace, local = split_tag(root.tag)
-    if local != "alto":
-        raise ImportFormatError(f"{source}: root element is <{local}>, not ALTO's <alto>")
-    ns = f"{{{namespace}}}" if namespace else ""
-    pages = [_page_lines(page, ns) for page in root.iter(f"{ns}Page")]
-    if not pages:
-        raise ImportFormatError(f"{source}: ALTO without a <Page> element")
-    if not any(pages):
-        raise ImportFormatError(f"{source}: ALTO without text lines (no TextLine elements)")
-    return pages
+    return pages_of(root, source, root_name="alto", label="ALTO", page_lines=_page_lines)
 
 
 def _page_lines(page: ET.Element, ns: str) -> list[str]:

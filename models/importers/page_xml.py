@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
 from models.importers.errors import ImportFormatError
-from models.importers.safe_xml import parse_xml, split_tag
+from models.importers.safe_xml import pages_of, parse_xml, split_tag
 
 PAGE_NAMESPACE_PREFIX = "http://schema.primaresearch.org/PAGE/gts/pagecontent/"
 _CUSTOM_INDEX = re.compile(r"readingOrder\s*\{[^}]*\bindex\s*:\s*(\d+)")
@@ -26,16 +26,7 @@ def read_page_xml_pages(data: bytes, source: str = "PAGE XML") -> list[list[str]
 
 def page_xml_pages(root: ET.Element, source: str) -> list[list[str]]:
     """The lines of every Page under an already parsed `PcGts` root."""
-    namespace, local = split_tag(root.tag)
-    if local != "PcGts":
-        raise ImportFormatError(f"{source}: root element is <{local}>, not PAGE XML's <PcGts>")
-    ns = f"{{{namespace}}}" if namespace else ""
-    pages = [_page_lines(page, ns) for page in root.iter(f"{ns}Page")]
-    if not pages:
-        raise ImportFormatError(f"{source}: PAGE XML without a <Page> element")
-    if not any(pages):
-        raise ImportFormatError(f"{source}: PAGE XML without text lines (no TextLine elements)")
-    return pages
+    return pages_of(root, source, root_name="PcGts", label="PAGE XML", page_lines=_page_lines)
 
 
 def _page_lines(page: ET.Element, ns: str) -> list[str]:

@@ -1,6 +1,7 @@
 """Parse untrusted XML with the standard library, refusing DTDs (and with them entity bombs)."""
 
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from xml.parsers import expat
 
 from models.importers.errors import ImportFormatError
@@ -61,3 +62,24 @@ def split_tag(tag: str) -> tuple[str, str]:
         namespace, _, local = tag[1:].partition("}")
         return namespace, local
     return "", tag
+
+
+def pages_of(
+    root: ET.Element,
+    source: str,
+    *,
+    root_name: str,
+    label: str,
+    page_lines: Callable[[ET.Element, str], list[str]],
+) -> list[list[str]]:
+    """The lines of every <Page> under a parsed root, checked to be `root_name` and to hold text."""
+    namespace, local = split_tag(root.tag)
+    if local != root_name:
+        raise ImportFormatError(f"{source}: root element is <{local}>, not {label}'s <{root_name}>")
+    ns = f"{{{namespace}}}" if namespace else ""
+    pages = [page_lines(page, ns) for page in root.iter(f"{ns}Page")]
+    if not pages:
+        raise ImportFormatError(f"{source}: {label} without a <Page> element")
+    if not any(pages):
+        raise ImportFormatError(f"{source}: {label} without text lines (no TextLine elements)")
+    return pages
