@@ -1,6 +1,8 @@
 """The FastAPI application: REST API, browser UI and health check."""
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -14,10 +16,12 @@ from app.pipeline.dispatch import CeleryDispatcher
 from app.web import router as web_router
 from workers.celery_app import create_celery
 
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
 FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, lifespan: Lifespan | None = None) -> FastAPI:
     """Build the app for the given settings (the environment's by default)."""
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level.upper())
@@ -25,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="histocr",
         version="0.1.0",
         description="OCR, post-correction and record extraction for historical documents",
+        lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.celery = create_celery(settings)

@@ -7,9 +7,12 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import click
+from fastapi import FastAPI
 
 from app.config import Settings, get_settings
 
@@ -66,14 +69,17 @@ class EmbeddedWorker:
                 self.process = start_embedded_worker(self.settings)
 
     def stop(self) -> None:
-        """Stop watching, then stop the worker (warm shutdown, then kill)."""
+        """Stop watching, then stop the worker (warm shutdown, then kill it and its pool)."""
         self._stop.set()
         self._thread.join(timeout=5)
         self.process.terminate()
         try:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            logger.error("the embedded worker did not stop in 20 s; killing it")
+            # It leads a process group of its own (see start_embedded_worker): its pool too.
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
 
 
 def start_embedded_worker(settings: Settings) -> subprocess.Popen[bytes]:
@@ -97,7 +103,12 @@ def start_embedded_worker(settings: Settings) -> subprocess.Popen[bytes]:
         "--without-mingle",
         "--without-heartbeat",
     ]
-    return subprocess.Popen(command, preexec_fn=_die_with_parent)  # noqa: PLW1509
+    # A session of its own: a Ctrl-C or a signal to serve's process group must not reach the
+    # pool processes directly (Celery's warm shutdown then waits for them forever); serve stops
+    # the worker itself, and the worker gets SIGTERM if serve dies without doing so.
+    return subprocess.Popen(  # noqa: PLW1509
+        command, preexec_fn=_die_with_parent, start_new_session=True
+    )
 
 
 @click.command()
@@ -121,19 +132,24 @@ def serve(host: str | None, port: int | None, worker: bool | None, migrate: bool
     logging.basicConfig(level=settings.log_level.upper())
     if migrate:
         upgrade_database(settings)
-    app = create_app(settings)
-    embedded = None
     run_worker = settings.runs_embedded_worker if worker is None else worker
-    if run_worker:
-        embedded = EmbeddedWorker(settings)
-    recovery = RecoveryLoop(settings, CeleryDispatcher(app.state.celery)).start()
+
+    @asynccontextmanager
+    async def background(app: FastAPI) -> AsyncIterator[None]:
+        # In the app's lifespan, not after uvicorn.run: uvicorn re-raises SIGTERM/SIGINT once it
+        # has shut down, so code after it would not run and the worker would be left behind.
+        embedded = EmbeddedWorker(settings) if run_worker else None
+        recovery = RecoveryLoop(settings, CeleryDispatcher(app.state.celery)).start()
+        try:
+            yield
+        finally:
+            recovery.stop()
+            if embedded is not None:
+                embedded.stop()
+
+    app = create_app(settings, lifespan=background)
     click.echo(f"histocr on http://{host or settings.host}:{port or settings.port}")
-    try:
-        uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level="info")
-    finally:
-        recovery.stop()
-        if embedded is not None:
-            embedded.stop()
+    uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level="info")
 
 
 @click.command()
