@@ -24,12 +24,14 @@ def broker_options(settings: Settings) -> dict[str, Any]:
         # Redis re-delivers an unacknowledged task after this long; stage leases cover the rest.
         return {"visibility_timeout": 3600}
     folder = settings.broker_folder
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     return {
         "data_folder_in": str(folder / "queue"),
         "data_folder_out": str(folder / "queue"),
         "processed_folder": str(folder / "processed"),
+        # Exchange tables; kombu's default is "control" in the current directory.
+        "control_folder": str(folder / "control"),
         "store_processed": False,
         "polling_interval": 0.05,
     }

@@ -251,7 +251,10 @@ def test_several_files_in_one_upload_each_become_a_document(client, sqlite_setti
     assert len(stored_blobs(sqlite_settings)) == 2
 
 
-def test_upload_queues_ingest_and_ingest_stores_pages_with_their_size(client, sqlite_settings):
+def test_upload_queues_ingest_and_ingest_stores_pages_with_their_size(
+    client, sqlite_settings, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
     project_id = new_project(client)
     response = upload(
         client,
@@ -264,6 +267,9 @@ def test_upload_queues_ingest_and_ingest_stores_pages_with_their_size(client, sq
     # The ingest messages wait in the filesystem broker for a worker.
     queued = list((sqlite_settings.broker_folder / "queue").glob("*.msg"))
     assert len(queued) == 2
+    # The broker keeps all its files in its own folder, none in the current directory.
+    assert list((sqlite_settings.broker_folder / "control").glob("*.exchange"))
+    assert not (tmp_path / "control").exists()
 
     dispatcher = RecordingDispatcher()
     context = make_context(sqlite_settings, dispatcher)
