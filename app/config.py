@@ -41,7 +41,7 @@ class OpenAISettings(BaseSettings):
     max_tokens: int = Field(default=4096, ge=1)
     image_max_side: int = Field(default=1288, ge=64)
     image_format: Literal["jpeg", "png"] = "jpeg"
-    #: Pages per task on the llm queue (each task keeps up to max_in_flight requests going).
+    #: Pages per task on the llm queue (several tasks of a worker run at once).
     batch_size: int = Field(default=64, ge=1)
 
 
@@ -101,7 +101,11 @@ class Settings(BaseSettings):
     recovery_interval_s: float = Field(default=30.0, gt=0)
 
     embedded_worker: bool | None = None
+    #: Processes of the cpu queue's worker that `serve` starts (ingest, Tesseract, rules).
     embedded_worker_concurrency: int = Field(default=2, ge=1)
+    #: Tasks the llm queue's worker runs at once, as threads of one process: each task's pages
+    #: are requests in flight, all under the process's HISTOCR_OPENAI_MAX_IN_FLIGHT.
+    llm_worker_concurrency: int = Field(default=8, ge=1)
 
     host: str = "127.0.0.1"
     port: int = 8000
@@ -125,6 +129,11 @@ class Settings(BaseSettings):
     def broker_folder(self) -> Path:
         """Where the filesystem transport keeps its messages."""
         return (self.data_dir / "broker").resolve()
+
+    @property
+    def image_cache_dir(self) -> Path:
+        """Page images encoded for mLLM endpoints (a cache: safe to delete)."""
+        return (self.data_dir / "cache" / "images").resolve()
 
     @property
     def resolved_storage_dir(self) -> Path:

@@ -1,7 +1,11 @@
 """Page images prepared for multimodal models: resized to a longest side and encoded."""
 
 import base64
+import hashlib
 import io
+import logging
+import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +17,8 @@ FORMATS = {
     "jpg": ("JPEG", "image/jpeg"),
     "png": ("PNG", "image/png"),
 }
+
+logger = logging.getLogger(__name__)
 
 _GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 
@@ -60,6 +66,46 @@ def encode_image(
         height=height,
         scale=width / page_size[0],
     )
+
+
+def cached_encode_image(
+    path: Path, *, max_side: int, fmt: str = "jpeg", quality: int = 90, cache_dir: Path | None
+) -> EncodedImage:
+    """encode_image, kept on disk: a page is encoded once per size and format, not per request.
+
+    Ingest prepares the encoding the configured mLLM endpoint wants, so a run's requests only
+    read a file; a run with other image settings encodes each page once, on first use. The
+    key is the page image's path, size and modification time and the encoding; the folder can
+    be deleted at any time. Without a folder (or when it cannot be written) this is encode_image.
+    """
+    if cache_dir is None:
+        return encode_image(path, max_side=max_side, fmt=fmt, quality=quality)
+    pil_format, media_type = FORMATS.get(fmt.lower(), ("", ""))
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{max_side}|{fmt.lower()}|{quality}"
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    cached = cache_dir / digest[:2] / f"{digest}.{pil_format.lower() or 'img'}"
+    try:
+        # One header line (size and scale), then the encoded image: a hit reads one file.
+        header, _, data = cached.read_bytes().partition(b"\n")
+        magic, width, height, scale = header.decode("ascii").split(" ")
+        if magic == _CACHE_MAGIC and data:
+            return EncodedImage(data, media_type, int(width), int(height), float(scale))
+    except (OSError, ValueError, UnicodeDecodeError):
+        pass  # not there yet, or unreadable: encode (again)
+    image = encode_image(path, max_side=max_side, fmt=fmt, quality=quality)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f".{uuid.uuid4().hex}.partial")
+        line = f"{_CACHE_MAGIC} {image.width} {image.height} {image.scale!r}\n"
+        partial.write_bytes(line.encode("ascii") + image.data)
+        os.replace(partial, cached)  # readers see the whole file or none
+    except OSError as exc:
+        logger.warning("cannot keep the encoded page image in %s: %s", cache_dir, exc)
+    return image
+
+
+_CACHE_MAGIC = "histocr-encoded-image-v1"
 
 
 def data_url(image: EncodedImage) -> str:

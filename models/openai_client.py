@@ -6,10 +6,13 @@ The layers above (messages, validation of what comes back) live in `models.opena
 import asyncio
 import contextlib
 import email.utils
+import functools
+import json
 import logging
 import random
 import ssl
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +50,8 @@ class OpenAIConfig:
     image_quality: int = 90
     temperature: float = 0.0
     max_tokens: int = 4096
+    #: Where encoded page images are kept (models.images.cached_encode_image); None: not kept.
+    image_cache_dir: str | None = None
     # Header values may be credentials too (e.g. an `api-key` header): keep them out of repr.
     extra_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -119,14 +124,18 @@ class ClientPool:
     """
 
     SHARD_SIZE = 8
+    #: Request bodies sent at once. Hundreds of page images uploaded together all arrive late
+    #: (they share the link and the server's reading); a few at a time arrive in order, so the
+    #: server starts on the first ones at once while the rest follow.
+    UPLOADS = 4
 
     def __init__(self, config: OpenAIConfig, *, slots: int | None = None) -> None:
         slots = slots or config.max_in_flight
         count = -(-slots // self.SHARD_SIZE)
         sizes = [len(range(i, slots, count)) for i in range(count)]
-        # One TLS context for all: loading the CA certificates takes ~20 ms each time.
-        tls = httpx.create_ssl_context()
-        self._clients = [_async_client(config, size, tls) for size in sizes]
+        self._clients = [_async_client(config, size, tls_context()) for size in sizes]
+        self._slots = slots
+        self.uploads = asyncio.Semaphore(self.UPLOADS)
         self._free: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
         # Interleaved, so that a few requests in flight still spread over the clients.
         for slot in range(slots):
@@ -141,11 +150,62 @@ class ClientPool:
         finally:
             self._free.put_nowait(client)
 
+    @property
+    def idle(self) -> bool:
+        """No request in flight."""
+        return self._free.qsize() == self._slots
+
+    async def aclose(self) -> None:
+        """Close every client (and its kept-alive connections)."""
+        await asyncio.gather(*(client.aclose() for client in self._clients))
+
     async def __aenter__(self) -> "ClientPool":
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
-        await asyncio.gather(*(client.aclose() for client in self._clients))
+        await self.aclose()
+
+
+class SharedPools:
+    """Long-lived client pools, one per endpoint, key and load settings, on one event loop.
+
+    The engines of a process share them (on `models.engine_loop.ENGINE_LOOP`): max_in_flight
+    bounds the whole process, not each batch, and connections stay open between batches.
+    """
+
+    LIMIT = 16
+
+    def __init__(self) -> None:
+        self._pools: OrderedDict[tuple[Any, ...], ClientPool] = OrderedDict()
+        self._owner: asyncio.AbstractEventLoop | None = None
+
+    async def get(self, config: OpenAIConfig) -> ClientPool:
+        """The pool for `config`; call on the loop the pools belong to."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._owner:  # a new loop (e.g. after a fork): the old pools are dead
+            self._pools.clear()
+            self._owner = loop
+        key = (
+            config.base_url,
+            config.api_key,
+            tuple(sorted(config.extra_headers.items())),
+            config.max_in_flight,
+            config.timeout_s,
+        )
+        pool = self._pools.pop(key, None) or ClientPool(config)
+        self._pools[key] = pool
+        if len(self._pools) > self.LIMIT:
+            for old_key, old in list(self._pools.items())[: -self.LIMIT]:
+                if old.idle:  # the least recently used pools, unless still busy
+                    del self._pools[old_key]
+                    await old.aclose()
+        return pool
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One TLS context per process: loading the CA certificates takes 20-200 ms each time."""
+    return httpx.create_ssl_context()
 
 
 def _async_client(config: OpenAIConfig, connections: int, tls: ssl.SSLContext) -> httpx.AsyncClient:
@@ -158,18 +218,31 @@ def _async_client(config: OpenAIConfig, connections: int, tls: ssl.SSLContext) -
     )
 
 
+def encode_body(body: Mapping[str, Any]) -> bytes:
+    """The request body as sent: compact JSON in UTF-8 (a page image makes it ~100s of KB)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 async def post_chat(
-    client: httpx.AsyncClient, config: OpenAIConfig, body: Mapping[str, Any]
+    client: httpx.AsyncClient,
+    config: OpenAIConfig,
+    body: Mapping[str, Any],
+    uploads: asyncio.Semaphore | None = None,
+    payload: bytes | None = None,
 ) -> ChatReply:
     """POST a chat completion; retry busy, failing and unreachable servers with backoff.
 
+    `uploads` bounds the request bodies being sent at once (see ClientPool.UPLOADS);
+    `payload` is `encode_body(body)` when the caller made it already (off the event loop).
     Raises EngineError (with the attempts made) when the server refuses the request or
     stays unusable for `max_attempts` tries.
     """
     url = f"{config.base_url}/chat/completions"
+    if payload is None:
+        payload = encode_body(body)
     for attempt in range(1, config.max_attempts + 1):
         started = time.perf_counter()
-        outcome = await _post_once(client, config, url, body, attempt)
+        outcome = await _post_once(client, config, url, (body, payload, uploads), attempt)
         if isinstance(outcome, ChatReply):
             return outcome
         failure = outcome
@@ -197,12 +270,13 @@ async def _post_once(
     client: httpx.AsyncClient,
     config: OpenAIConfig,
     url: str,
-    body: Mapping[str, Any],
+    request: tuple[Mapping[str, Any], bytes, asyncio.Semaphore | None],
     attempt: int,
 ) -> ChatReply | _Failure:
+    body, payload, uploads = request
     started = time.perf_counter()
     try:
-        response = await client.post(url, json=body)
+        response = await _post_gated(client, url, payload, uploads)
     except httpx.TimeoutException:
         return _Failure(f"no answer from {config.endpoint} within {config.timeout_s:g} s")
     except httpx.UnsupportedProtocol as exc:
@@ -223,6 +297,38 @@ async def _post_once(
     raise EngineError(
         _refusal_message(config, status, message, body), retryable=False, attempts=attempt
     )
+
+
+_CHUNK = 64 * 1024
+
+
+async def _post_gated(
+    client: httpx.AsyncClient, url: str, payload: bytes, uploads: asyncio.Semaphore | None
+) -> httpx.Response:
+    """POST `payload`, holding an upload slot from before connecting until the body is sent."""
+    headers = {"Content-Type": "application/json", "Content-Length": str(len(payload))}
+    if uploads is None:
+        return await client.post(url, content=payload, headers=headers)
+    await uploads.acquire()
+    held = True
+
+    def release() -> None:
+        nonlocal held
+        if held:
+            held = False
+            uploads.release()
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            for start in range(0, len(payload), _CHUNK):
+                yield payload[start : start + _CHUNK]
+        finally:
+            release()
+
+    try:
+        return await client.post(url, content=stream(), headers=headers)
+    finally:
+        release()
 
 
 def _rejects_response_format(body: Mapping[str, Any], response: httpx.Response) -> bool:
@@ -312,7 +418,8 @@ def list_models(config: OpenAIConfig) -> list[str]:
     url = f"{config.base_url}/models"
     timeout = httpx.Timeout(min(config.timeout_s, 30.0))
     try:
-        with httpx.Client(headers=config.headers(), timeout=timeout) as client:
+        client = httpx.Client(headers=config.headers(), timeout=timeout, verify=tls_context())
+        with client:
             response = client.get(url)
     except httpx.TimeoutException:
         raise EngineNotAvailable(

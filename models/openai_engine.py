@@ -3,7 +3,8 @@
 Layers, as olmOCR has them: one POST with transport retries (`models.openai_client`); a
 policy that judges each answer (cut off, not JSON, not matching the schema) and asks again a
 bounded number of times before failing visibly; a bound on the requests in flight (the
-slots of `ClientPool`, which work as an asyncio semaphore that also picks the HTTP client).
+slots of `ClientPool`, which work as an asyncio semaphore that also picks the HTTP client),
+shared by every batch of the process on one event loop thread (`models.engine_loop`).
 """
 
 import asyncio
@@ -12,9 +13,11 @@ import functools
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,12 +26,15 @@ from PIL import Image
 
 from models.base import EngineError, EngineRequest, EngineResult
 from models.chat import chat_messages
-from models.images import data_url, encode_image
+from models.engine_loop import ENGINE_LOOP
+from models.images import cached_encode_image, data_url
 from models.openai_client import (
     ChatReply,
     ClientPool,
     OpenAIConfig,
+    SharedPools,
     check_model,
+    encode_body,
     list_models,
     post_chat,
 )
@@ -61,7 +67,13 @@ LOCAL = (
     "max_attempts",
     "backoff_base_s",
     "backoff_max_s",
+    "image_cache_dir",
 )
+#: The process's client pools, on ENGINE_LOOP.
+SHARED_POOLS = SharedPools()
+#: One request body is built at a time in a process: with every task thread building at once,
+#: the loop thread gets the GIL a fraction of the time and the first requests leave late.
+_BUILDING = threading.Lock()
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL | re.IGNORECASE)
 
 
@@ -98,53 +110,87 @@ class OpenAIEngine:
         check_model(self.config)
 
     def run_batch(self, requests: Sequence[EngineRequest]) -> list[EngineResult | EngineError]:
-        """Run all requests concurrently on a fresh event loop; results in request order."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(self.arun_batch(requests))
-        # Called from inside an event loop: asyncio.run would refuse, so use a thread of our own.
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(asyncio.run, self.arun_batch(requests)).result()
+        """Run all requests concurrently on the process's engine loop; results in request order.
+
+        Page images are encoded here, in the calling thread, one after the other (and one at a
+        time in the process), and each request leaves as soon as its body is ready: the first
+        is on its way after one encode, and the loop thread does nothing but HTTP. Batches of
+        several threads (a threads pool) share the process's client pools, so max_in_flight
+        bounds the process.
+        """
+        if not requests:
+            return []
+        pool = ENGINE_LOOP.run(SHARED_POOLS.get(self.config))
+        futures: list[concurrent.futures.Future[EngineResult | EngineError]] = []
+        for request in requests:
+            started = time.perf_counter()
+            try:
+                with _BUILDING:
+                    body = self._body(request)
+                    prepared = _Prepared(body, encode_body(body))
+            except EngineError as exc:
+                futures.append(_done(exc))
+                continue
+            except Exception as exc:  # one page's bug must not take the batch's results along
+                logger.exception("openai %s: cannot build a request", self.config.model)
+                futures.append(_done(_internal_error(exc)))
+                continue
+            futures.append(ENGINE_LOOP.submit(self._guarded(pool, request, prepared, started)))
+        return [future.result() for future in futures]
 
     async def arun_batch(
         self, requests: Sequence[EngineRequest]
     ) -> list[EngineResult | EngineError]:
-        """The async form of run_batch, for callers that already run an event loop."""
+        """The async form of run_batch, for callers that run an event loop of their own.
+
+        Uses a client pool of its own, closed at the end; images are encoded in a thread.
+        """
         if not requests:
             return []
+
+        async def one(pool: ClientPool, request: EngineRequest) -> EngineResult | EngineError:
+            started = time.perf_counter()
+            try:
+                body = await asyncio.to_thread(self._body, request)
+            except EngineError as exc:
+                return exc
+            return await self._guarded(pool, request, _Prepared(body, None), started)
+
         async with ClientPool(
             self.config, slots=min(len(requests), self.config.max_in_flight)
         ) as pool:
-            return list(await asyncio.gather(*(self._guarded(pool, r) for r in requests)))
+            return list(await asyncio.gather(*(one(pool, r) for r in requests)))
 
     async def _guarded(
-        self, pool: ClientPool, request: EngineRequest
+        self, pool: ClientPool, request: EngineRequest, prepared: "_Prepared", started: float
     ) -> EngineResult | EngineError:
         async with pool.slot() as client:
             try:
-                return await self._answer(client, request)
+                return await self._answer(client, pool.uploads, request, prepared, started)
             except EngineError as exc:
                 return exc
             except Exception as exc:  # one page's bug must not take the batch's results along
                 logger.exception("openai %s: request failed unexpectedly", self.config.model)
-                return EngineError(f"internal error: {type(exc).__name__}: {exc}", retryable=False)
+                return _internal_error(exc)
 
-    async def _answer(self, client: httpx.AsyncClient, request: EngineRequest) -> EngineResult:
+    async def _answer(
+        self,
+        client: httpx.AsyncClient,
+        uploads: asyncio.Semaphore,
+        request: EngineRequest,
+        prepared: "_Prepared",
+        started: float,
+    ) -> EngineResult:
         """Ask until an answer passes, at most max_invalid_attempts times (the policy layer)."""
-        started = time.perf_counter()
-        # Encoding a page image takes tens of ms: off the event loop, so requests keep flowing.
-        if request.image_path is None:
-            body = self._body(request)
-        else:
-            body = await asyncio.to_thread(self._body, request)
         validator = _validator(request.json_schema)
         attempts = 0
         usage = _Usage()
         problem = ""
         for _ in range(self.config.max_invalid_attempts):
             try:
-                reply = await post_chat(client, self.config, body)
+                reply = await post_chat(
+                    client, self.config, prepared.body, uploads, prepared.payload
+                )
             except EngineError as exc:
                 exc.attempts += attempts
                 raise
@@ -179,11 +225,13 @@ class OpenAIEngine:
         if request.image_path is None:
             return None
         try:
-            image = encode_image(
+            cache = self.config.image_cache_dir
+            image = cached_encode_image(
                 request.image_path,
                 max_side=self.config.image_max_side,
                 fmt=self.config.image_format,
                 quality=self.config.image_quality,
+                cache_dir=Path(cache) if cache else None,
             )
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise EngineError(
@@ -216,6 +264,24 @@ def response_format(mode: str, schema: Mapping[str, Any]) -> dict[str, Any]:
     if mode == "json_object+schema":  # llama.cpp's server
         return {"type": "json_object", "schema": dict(schema)}
     raise ValueError(f"no response_format for structured output mode {mode!r}")
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A request body, and its JSON bytes when made ahead (in the task's thread)."""
+
+    body: dict[str, Any]
+    payload: bytes | None
+
+
+def _done(outcome: EngineError) -> "concurrent.futures.Future[EngineResult | EngineError]":
+    future: concurrent.futures.Future[EngineResult | EngineError] = concurrent.futures.Future()
+    future.set_result(outcome)
+    return future
+
+
+def _internal_error(exc: Exception) -> EngineError:
+    return EngineError(f"internal error: {type(exc).__name__}: {exc}", retryable=False)
 
 
 class _Usage:

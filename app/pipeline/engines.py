@@ -138,6 +138,7 @@ def engine_environment(
             "timeout_s": openai.timeout_s,
             "max_attempts": openai.max_attempts,
             "max_invalid_attempts": openai.max_invalid_attempts,
+            "image_cache_dir": str(settings.image_cache_dir),
         }
     if engine in ("transformers", "vllm"):
         local = settings.transformers if engine == "transformers" else settings.vllm

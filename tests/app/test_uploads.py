@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw
 
 from app.config import Settings
 from app.pipeline.dispatch import Dispatch
+from workers.celery_app import create_celery
 from workers.context import make_context
 from workers.tasks.ingest import ingest_document
 
@@ -267,8 +268,10 @@ def test_upload_queues_ingest_and_ingest_stores_pages_with_their_size(
     # The ingest messages wait in the filesystem broker for a worker.
     queued = list((sqlite_settings.broker_folder / "queue").glob("*.msg"))
     assert len(queued) == 2
-    # The broker keeps all its files in its own folder, none in the current directory.
-    assert list((sqlite_settings.broker_folder / "control").glob("*.exchange"))
+    # The broker keeps all its files in its own folder (its exchange tables too, written when
+    # a process first declares the queues), none in the current directory.
+    options = create_celery(sqlite_settings).conf.broker_transport_options
+    assert Path(options["control_folder"]).parent == sqlite_settings.broker_folder
     assert not (tmp_path / "control").exists()
 
     dispatcher = RecordingDispatcher()
@@ -352,3 +355,21 @@ def test_image_over_the_pixel_limit_is_refused(sqlite_settings, client_for):
     detail = response.json()["detail"]
     assert "large.png" in detail and "too large" in detail, detail
     assert_nothing_stored(client, settings, project_id)
+
+
+def test_ingest_prepares_pages_for_a_configured_mllm_endpoint(sqlite_settings, client_for):
+    # With an endpoint configured, each page is encoded once at ingest as the endpoint wants
+    # it, so runs only read files; without one, nothing is prepared.
+    for model, expected in (("", 0), ("qwen2.5-vl", 2)):
+        settings = sqlite_settings.model_copy(
+            update={"openai": sqlite_settings.openai.model_copy(update={"model": model})}
+        )
+        client = client_for(settings)
+        project_id = new_project(client, f"prepared {model}")
+        response = upload(
+            client, project_id, ("two.tif", tiff_bytes(((90, 60), (70, 110))), "image/tiff")
+        )
+        context = make_context(settings, RecordingDispatcher())
+        ingest_document(context, response.json()["documents"][0]["id"])
+        kept = list(settings.image_cache_dir.rglob("*.jpeg"))
+        assert len(kept) == expected

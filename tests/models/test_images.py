@@ -87,3 +87,38 @@ def test_bad_arguments_and_files_fail_clearly(tmp_path: Path) -> None:
     broken.write_bytes(b"not an image")
     with pytest.raises(OSError):
         encode_image(broken, max_side=10)
+
+
+def test_cache_keeps_each_encoding_once_and_gives_the_same_image(tmp_path: Path) -> None:
+    from models.images import cached_encode_image
+
+    page = _save(tmp_path / "page.png", Image.new("L", (600, 300), 200))
+    cache = tmp_path / "cache"
+    first = cached_encode_image(page, max_side=200, cache_dir=cache)
+    kept = list(cache.rglob("*.jpeg"))
+    assert len(kept) == 1
+    again = cached_encode_image(page, max_side=200, cache_dir=cache)
+    assert again == first and (again.width, again.height, again.scale) == (200, 100, 200 / 600)
+    # Another size or format is another entry; the same call reads the file, not the page.
+    cached_encode_image(page, max_side=100, cache_dir=cache)
+    cached_encode_image(page, max_side=200, fmt="png", cache_dir=cache)
+    assert len(list(cache.rglob("*.*"))) == 3
+    header, _, _data = kept[0].read_bytes().partition(b"\n")
+    kept[0].write_bytes(header + b"\nkept bytes")  # a hit reads the file, not the page
+    assert cached_encode_image(page, max_side=200, cache_dir=cache).data == b"kept bytes"
+    kept[0].write_bytes(b"not a cache entry")
+    assert cached_encode_image(page, max_side=200, cache_dir=cache) == first  # encoded anew
+
+
+def test_a_changed_page_or_an_unwritable_cache_is_encoded_afresh(tmp_path: Path) -> None:
+    from models.images import cached_encode_image
+
+    page = _save(tmp_path / "page.png", Image.new("L", (300, 300), 200))
+    cache = tmp_path / "cache"
+    before = cached_encode_image(page, max_side=100, cache_dir=cache)
+    _save(page, Image.new("L", (300, 150), 20))
+    after = cached_encode_image(page, max_side=100, cache_dir=cache)
+    assert (before.height, after.height) == (100, 50)
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("x")
+    assert cached_encode_image(page, max_side=100, cache_dir=blocked) == after

@@ -274,11 +274,32 @@ def test_no_more_requests_in_flight_than_allowed(fake_openai: Factory) -> None:
     assert server.stats.max_in_flight == 4 and server.stats.max_serving == 2
 
 
+def test_batches_of_several_threads_share_the_bound_on_requests_in_flight(
+    fake_openai: Factory,
+) -> None:
+    # A threads pool runs several tasks of a worker at once: max_in_flight bounds the process,
+    # and a batch that comes later queues behind the others instead of overrunning the server.
+    server = fake_openai(latency_s=0.1)
+    engine = OpenAIEngine(_config(server, max_in_flight=4))
+    outcomes: list[list[EngineResult | EngineError]] = []
+    threads = [
+        threading.Thread(target=lambda: outcomes.append(engine.run_batch([EngineRequest("p")] * 6)))
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [sum(isinstance(r, EngineResult) for r in batch) for batch in outcomes] == [6, 6, 6]
+    assert server.stats.max_in_flight == 4 and server.stats.requests == 18
+
+
 def test_hundreds_of_requests_in_flight_at_once(fake_openai: Factory) -> None:
-    server = fake_openai(latency_s=1.0)
+    server = fake_openai(latency_s=3.0)
     results = _run(_config(server, max_in_flight=300), [EngineRequest(prompt="p")] * 300)
     assert sum(isinstance(r, EngineResult) for r in results) == 300
-    assert server.stats.max_in_flight >= 250  # 300 unless launching them took over a second
+    # 300 unless sending them took over 3 s (bodies go out a few at a time, ~1 ms each here)
+    assert server.stats.max_in_flight >= 250
 
 
 def test_unreachable_server_is_retried_then_fails(fake_openai: Factory) -> None:

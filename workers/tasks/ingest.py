@@ -56,6 +56,8 @@ def _render_and_store(ctx: TaskContext, document_id: int, source: Path, media_ty
         max_pixels=ctx.settings.max_image_pixels,
     ):
         image = ctx.storage.put_bytes(rendered.png, ".png") if rendered.png else None
+        if image is not None:
+            _prepare_for_mllm(ctx, ctx.storage.path(image.key))
         preview = (
             ctx.storage.put_bytes(rendered.preview_jpeg, ".jpg") if rendered.preview_jpeg else None
         )
@@ -83,6 +85,24 @@ def _render_and_store(ctx: TaskContext, document_id: int, source: Path, media_ty
             )
         count += 1
     return count
+
+
+def _prepare_for_mllm(ctx: TaskContext, image: Path) -> None:
+    """Encode the page as the configured mLLM endpoint wants it, once, ahead of any run."""
+    settings = ctx.settings
+    if not settings.openai.model:  # no endpoint configured: nothing to prepare for
+        return
+    from models.images import cached_encode_image
+
+    try:
+        cached_encode_image(
+            image,
+            max_side=settings.openai.image_max_side,
+            fmt=settings.openai.image_format,
+            cache_dir=settings.image_cache_dir,
+        )
+    except Exception:  # a run encodes it again; ingest must not fail over a cache
+        logger.exception("cannot prepare %s for the mLLM endpoint", image.name)
 
 
 def _finish(
