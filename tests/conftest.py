@@ -92,15 +92,30 @@ def postgres_settings(tmp_path: Path, postgres_url: str, redis_url: str) -> Sett
     return settings
 
 
-class WorkerProcess:
-    """A real `histocr worker` in a child process."""
+#: One prefork worker for all queues, killable as one process group (the recovery test's crash).
+ONE_POOL = ("--pool", "prefork", "--concurrency", "2")
 
-    def __init__(self, settings: Settings, log: Path, extra_env: dict[str, str] | None = None):
+
+class WorkerProcess:
+    """A real `histocr worker` in a child process.
+
+    `args` () gives the production layout: a worker per queue, as child processes.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        log: Path,
+        extra_env: dict[str, str] | None = None,
+        args: tuple[str, ...] = ONE_POOL,
+    ):
         self.log = log
+        # The default layout is three Celery workers (cpu, llm, gpu); each says "ready.".
+        self.workers = 1 if "--pool" in args or "--queues" in args else 3
         env = {**os.environ, **settings_env(settings), **(extra_env or {})}
         self.handle = log.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker", "--concurrency", "2", "--loglevel", "INFO"],
+            [sys.executable, "-m", "app.cli", "worker", *args, "--loglevel", "INFO"],
             cwd=ROOT,
             env=env,
             stdout=self.handle,
@@ -113,7 +128,7 @@ class WorkerProcess:
         """Wait until Celery says the worker is ready."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if b"ready." in self.log.read_bytes():
+            if self.log.read_bytes().count(b"ready.") >= self.workers:
                 return
             assert self.process.poll() is None, self.log.read_text(errors="replace")[-3000:]
             time.sleep(0.2)
@@ -151,8 +166,11 @@ def start_worker(tmp_path: Path) -> Iterator[object]:
     """Start real workers on given settings; all are stopped after the test."""
     workers: list[WorkerProcess] = []
 
-    def start(settings: Settings, **extra_env: str) -> WorkerProcess:
-        worker = WorkerProcess(settings, tmp_path / f"worker-{len(workers)}.log", extra_env)
+    def start(
+        settings: Settings, args: tuple[str, ...] = ONE_POOL, **extra_env: str
+    ) -> WorkerProcess:
+        log = tmp_path / f"worker-{len(workers)}.log"
+        worker = WorkerProcess(settings, log, extra_env, args)
         workers.append(worker)
         return worker
 

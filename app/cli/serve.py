@@ -7,9 +7,11 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 from fastapi import FastAPI
@@ -48,42 +50,39 @@ def _die_with_parent() -> None:
         pass
 
 
-class EmbeddedWorker:
-    """The worker `histocr serve` runs beside the app, restarted if it dies."""
+@dataclass(frozen=True)
+class WorkerSpec:
+    """One Celery worker: the queues it takes, its pool and the pool's size."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.process = start_embedded_worker(settings)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._watch, name="histocr-worker-watch", daemon=True
-        )
-        self._thread.start()
-
-    def _watch(self) -> None:
-        while not self._stop.wait(2.0):
-            code = self.process.poll()
-            if code is not None and not self._stop.is_set():
-                # Its unfinished stages come back through their leases; new work needs a worker.
-                logger.error("the embedded worker exited with %s; starting a new one", code)
-                self.process = start_embedded_worker(self.settings)
-
-    def stop(self) -> None:
-        """Stop watching, then stop the worker (warm shutdown, then kill it and its pool)."""
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            logger.error("the embedded worker did not stop in 20 s; killing it")
-            # It leads a process group of its own (see start_embedded_worker): its pool too.
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+    queues: str
+    pool: str
+    concurrency: int | None = None
 
 
-def start_embedded_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    """A Celery worker as a child process, on the same settings and all queues."""
+def worker_layout(settings: Settings, queues: Sequence[str], cpu: int | None) -> list[WorkerSpec]:
+    """One worker per kind of work, each with the pool that suits it.
+
+    cpu (ingest, Tesseract, rules): processes, one core each. llm (HTTP to a model server):
+    threads of one process, so that its tasks share one event loop, one bound on requests in
+    flight and the kept-alive connections (`models.engine_loop`). gpu (a model loaded in the
+    worker): one task at a time in the worker's own process, so the model is loaded once.
+    """
+    layout = {
+        "cpu": WorkerSpec("cpu", "prefork", cpu),
+        "llm": WorkerSpec("llm", "threads", settings.llm_worker_concurrency),
+        "gpu": WorkerSpec("gpu", "solo", None),
+    }
+    unknown = sorted(set(queues) - set(layout))
+    if unknown:
+        raise click.UsageError(f"unknown queue(s) {', '.join(unknown)}; queues are cpu, llm, gpu")
+    return [layout[name] for name in QUEUE_ORDER if name in queues]
+
+
+QUEUE_ORDER = ("cpu", "llm", "gpu")
+
+
+def worker_command(settings: Settings, spec: WorkerSpec, name: str) -> list[str]:
+    """The command line of one Celery worker process."""
     command = [
         sys.executable,
         "-m",
@@ -92,23 +91,84 @@ def start_embedded_worker(settings: Settings) -> subprocess.Popen[bytes]:
         "workers.celery_app",
         "worker",
         "--queues",
-        "cpu,llm,gpu",
-        "--concurrency",
-        str(settings.embedded_worker_concurrency),
+        spec.queues,
+        "--pool",
+        spec.pool,
         "--hostname",
-        f"embedded-{os.getpid()}@%h",
+        f"{name}-{os.getpid()}-{spec.queues.replace(',', '+')}@%h",
         "--loglevel",
         settings.log_level.upper(),
         "--without-gossip",
         "--without-mingle",
         "--without-heartbeat",
     ]
-    # A session of its own: a Ctrl-C or a signal to serve's process group must not reach the
-    # pool processes directly (Celery's warm shutdown then waits for them forever); serve stops
-    # the worker itself, and the worker gets SIGTERM if serve dies without doing so.
+    if spec.concurrency and spec.pool != "solo":
+        command += ["--concurrency", str(spec.concurrency)]
+    return command
+
+
+def start_worker_process(
+    settings: Settings, spec: WorkerSpec, name: str
+) -> subprocess.Popen[bytes]:
+    """A Celery worker as a child process, on the same settings."""
+    # A session of its own: a Ctrl-C or a signal to the parent's process group must not reach
+    # the pool processes directly (Celery's warm shutdown then waits for them forever); the
+    # parent stops the worker itself, and the worker gets SIGTERM if the parent dies first.
     return subprocess.Popen(  # noqa: PLW1509
-        command, preexec_fn=_die_with_parent, start_new_session=True
+        worker_command(settings, spec, name), preexec_fn=_die_with_parent, start_new_session=True
     )
+
+
+class WorkerGroup:
+    """Worker processes run beside `serve` (or by `histocr worker`), restarted if they die."""
+
+    def __init__(self, settings: Settings, specs: Sequence[WorkerSpec], name: str) -> None:
+        self.settings = settings
+        self.specs = list(specs)
+        self.name = name
+        self.processes = [start_worker_process(settings, spec, name) for spec in self.specs]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._watch, name="histocr-worker-watch", daemon=True
+        )
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(2.0):
+            for index, spec in enumerate(self.specs):
+                code = self.processes[index].poll()
+                if code is not None and not self._stop.is_set():
+                    # Its unfinished stages come back through their leases; new work needs it.
+                    logger.error(
+                        "the %s worker exited with %s; starting a new one", spec.queues, code
+                    )
+                    self.processes[index] = start_worker_process(self.settings, spec, self.name)
+
+    def request_stop(self) -> None:
+        """Make wait() return (safe in a signal handler)."""
+        self._stop.set()
+
+    def wait(self) -> None:
+        """Block until request_stop() or stop() is called."""
+        while not self._stop.wait(1.0):
+            pass
+
+    def stop(self) -> None:
+        """Stop watching, then stop the workers (warm shutdown, then kill them and their pools)."""
+        self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for spec, process in zip(self.specs, self.processes, strict=True):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                logger.error("the %s worker did not stop in 20 s; killing it", spec.queues)
+                # It leads a process group of its own (see start_worker_process): its pool too.
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
 
 
 @click.command()
@@ -138,7 +198,15 @@ def serve(host: str | None, port: int | None, worker: bool | None, migrate: bool
     async def background(app: FastAPI) -> AsyncIterator[None]:
         # In the app's lifespan, not after uvicorn.run: uvicorn re-raises SIGTERM/SIGINT once it
         # has shut down, so code after it would not run and the worker would be left behind.
-        embedded = EmbeddedWorker(settings) if run_worker else None
+        embedded = (
+            WorkerGroup(
+                settings,
+                worker_layout(settings, QUEUE_ORDER, settings.embedded_worker_concurrency),
+                "embedded",
+            )
+            if run_worker
+            else None
+        )
         recovery = RecoveryLoop(settings, CeleryDispatcher(app.state.celery)).start()
         try:
             yield
@@ -154,31 +222,71 @@ def serve(host: str | None, port: int | None, worker: bool | None, migrate: bool
 
 @click.command()
 @click.option("--queues", "-Q", default="cpu,llm,gpu", show_default=True, help="Queues to take.")
-@click.option("--concurrency", "-c", type=int, default=None, help="Worker processes/threads.")
 @click.option(
-    "--pool", default="prefork", show_default=True, help="Celery pool (prefork, threads)."
+    "--concurrency",
+    "-c",
+    type=int,
+    default=None,
+    help="Pool size (with several queues and no --pool: the cpu worker's processes).",
+)
+@click.option(
+    "--pool",
+    type=click.Choice(["prefork", "threads", "solo"]),
+    default=None,
+    help="One Celery pool for all the queues (default: a worker per queue, each with its pool).",
 )
 @click.option("--loglevel", "-l", default=None, help="Log level (HISTOCR_LOG_LEVEL).")
-def worker(queues: str, concurrency: int | None, pool: str, loglevel: str | None) -> None:
-    """Run a worker for the given queues (distributed mode: set HISTOCR_BROKER_URL)."""
+def worker(queues: str, concurrency: int | None, pool: str | None, loglevel: str | None) -> None:
+    """Run workers for the given queues (distributed mode: set HISTOCR_BROKER_URL).
+
+    By default each queue gets a worker of its own: cpu a process pool, llm a threads pool
+    (HISTOCR_LLM_WORKER_CONCURRENCY tasks at once), gpu one task at a time. With one queue the
+    worker runs in this process; with several, as child processes of this one.
+    """
     from app.pipeline.dispatch import CeleryDispatcher
     from app.pipeline.recovery import RecoveryLoop
-    from workers.celery_app import celery_app
 
     settings = get_settings()
-    recovery = RecoveryLoop(settings, CeleryDispatcher(celery_app)).start()
-    argv = [
-        "worker",
-        "--queues",
-        queues,
-        "--pool",
-        pool,
-        "--loglevel",
-        (loglevel or settings.log_level).upper(),
-    ]
-    if concurrency:
-        argv += ["--concurrency", str(concurrency)]
+    if loglevel:
+        settings = settings.model_copy(update={"log_level": loglevel})
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    specs = worker_layout(settings, names, concurrency)
+    if pool is not None:  # one worker, one pool, for all the queues (as Celery has it)
+        specs = [WorkerSpec(",".join(s.queues for s in specs), pool, concurrency)]
+    recovery = RecoveryLoop(settings, CeleryDispatcher(_celery_app())).start()
     try:
-        celery_app.worker_main(argv)
+        if len(specs) == 1:
+            _run_worker_here(settings, specs[0])
+        else:
+            _run_worker_group(settings, specs)
     finally:
         recovery.stop()
+
+
+def _celery_app() -> Any:
+    from workers.celery_app import celery_app
+
+    return celery_app
+
+
+def _run_worker_here(settings: Settings, spec: WorkerSpec) -> None:
+    argv = worker_command(settings, spec, "worker")[5:]  # from "worker" on
+    _celery_app().worker_main(argv)
+
+
+def _run_worker_group(settings: Settings, specs: Sequence[WorkerSpec]) -> None:
+    logging.basicConfig(level=settings.log_level.upper())
+    group = WorkerGroup(settings, specs, "worker")
+    click.echo(
+        "workers: " + ", ".join(f"{s.queues} ({s.pool}, {s.concurrency or 'auto'})" for s in specs)
+    )
+
+    def shutdown(_signum: int, _frame: Any) -> None:
+        group.request_stop()
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    try:
+        group.wait()
+    finally:
+        group.stop()

@@ -6,13 +6,14 @@ from app.config import Settings
 from app.errors import EngineUnavailable
 from app.pipeline.engines import engine_environment
 
+# Light (an HTTP client and a config class; no model is ever loaded in the web process), and
+# imported with the app rather than by the first run's request, which would wait ~0.2 s for it.
+from models.base import EngineNotAvailable
+from models.openai_engine import check_model, openai_config
+
 
 def check_endpoints(config: dict[str, Any], settings: Settings) -> None:
     """Ask each OpenAI-compatible endpoint of the run for its models (GET /models)."""
-    # Light: an HTTP client and a config class, no model is loaded in the web process.
-    from models.base import EngineNotAvailable
-    from models.openai_engine import check_model, openai_config
-
     checked: set[tuple[str, str]] = set()
     for spec in config["stages"]:
         if spec["engine"] != "openai":

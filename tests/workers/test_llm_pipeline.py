@@ -89,7 +89,7 @@ def test_ocr_correct_and_extract_with_an_mllm(
 
     server = fake_openai(model=MODEL, api_key=KEY, responder=responder)
     settings = llm_settings(sqlite_settings, server.base_url)
-    worker = start_worker(settings, **worker_env(server))
+    worker = start_worker(settings, (), **worker_env(server))  # the production layout
     client = client_for(settings)
     project = client.post("/api/v1/projects", json={"name": "mllm"}).json()
     page = render_page(tmp_path / "page.png", PRINTED_LINES)
@@ -163,7 +163,7 @@ def test_failures_end_failed_with_their_attempts(
 
     server = fake_openai(model=MODEL, api_key=KEY, responder=responder)
     settings = llm_settings(sqlite_settings, server.base_url)
-    worker = start_worker(settings, **worker_env(server))
+    worker = start_worker(settings, (), **worker_env(server))  # the production layout
     client = client_for(settings)
     project = client.post("/api/v1/projects", json={"name": "failures"}).json()
     client.post(

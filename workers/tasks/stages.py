@@ -4,6 +4,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from celery.signals import worker_ready
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, joinedload
 
@@ -187,8 +188,13 @@ def _store(
     """Write every page's outcome, then queue what became ready (after the commit)."""
     dispatches: list[Dispatch] = []
     with ctx.session() as session:
+        # One query for the task's rows, not one per page (a round trip each on PostgreSQL).
+        rows = session.scalars(
+            select(StageResult).where(StageResult.id.in_([c.result_id for c in claimed]))
+        ).all()
+        by_id = {row.id: row for row in rows}
         for item, outcome in zip(claimed, outcomes, strict=True):
-            result = session.get(StageResult, item.result_id)
+            result = by_id.get(item.result_id)
             if result is None or result.status == StageStatus.DONE:
                 continue
             if isinstance(outcome, EngineError):
@@ -259,6 +265,24 @@ def _record_success(session: Session, result: StageResult, output: StageOutput) 
                 fields=record.fields,
             )
         )
+
+
+@worker_ready.connect
+def warm_up_openai(**_kwargs: object) -> None:
+    """Open the client pool for the configured endpoint before the first task needs it."""
+    settings = celery_context().settings
+    if not settings.openai.model:
+        return
+    from app.pipeline.engines import default_parameters, engine_environment
+    from models.engine_loop import ENGINE_LOOP
+    from models.openai_engine import SHARED_POOLS, openai_config
+
+    try:
+        parameters = default_parameters("openai", settings)
+        config = openai_config(parameters, engine_environment("openai", parameters, settings))
+        ENGINE_LOOP.run(SHARED_POOLS.get(config))
+    except Exception as exc:  # the first task reports a real problem; this is only a head start
+        logger.warning("openai endpoint not prepared ahead: %s", exc)
 
 
 @celery_app.task(name=STAGE_TASKS["ocr"])
