@@ -15,6 +15,7 @@ fi
 command -v pdftoppm >/dev/null || missing+=(poppler-utils)
 if [[ "${1:-}" == "--test" ]]; then
   [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+  [[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
   command -v pg_isready >/dev/null || missing+=(postgresql-client)
   command -v redis-cli >/dev/null || missing+=(redis-tools)
   # llama-cpp-python is compiled once per machine for the llama.cpp integration test.

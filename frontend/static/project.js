@@ -337,7 +337,12 @@
       engine === "openai" && model ? { stage: name, engine, parameters: { model } } : { stage: name, engine };
     const stages = [stage("ocr", runForm.elements.ocr.value)];
     if (runForm.elements.correct.value) stages.push(stage("correct", runForm.elements.correct.value));
-    if (runForm.elements.extract.value) stages.push(stage("extract", runForm.elements.extract.value));
+    if (runForm.elements.extract.value) {
+      const extract = stage("extract", runForm.elements.extract.value);
+      if (runForm.elements.extract_source.value) extract.source = runForm.elements.extract_source.value;
+      if (runForm.elements.extract_inputs.value !== "text") extract.inputs = runForm.elements.extract_inputs.value;
+      stages.push(extract);
+    }
     body.stages = stages;
     if (!allDocuments.checked) {
       body.document_ids = Array.from(choices.querySelectorAll("input:checked")).map((i) => Number(i.value));

@@ -1,0 +1,154 @@
+"""The browser UI in headless Chromium: the run form starts the pipeline the user chose."""
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from app.config import Settings
+from app.main import create_app
+from tests.app.test_uploads import RecordingDispatcher
+from workers.context import make_context
+from workers.tasks.ingest import ingest_document
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def live_app(sqlite_settings: Settings, fake_openai) -> Iterator[tuple[str, Settings]]:  # type: ignore[no-untyped-def]
+    """The real app on a real port, an mLLM endpoint configured (no worker: the started runs
+    wait in the broker)."""
+    endpoint = fake_openai(model="fake-vlm")
+    settings = sqlite_settings.model_copy(
+        update={
+            "openai": sqlite_settings.openai.model_copy(
+                update={"base_url": endpoint.base_url, "model": "fake-vlm"}
+            )
+        }
+    )
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="error")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the app did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", settings
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    # Debian's chromium and chromium-driver, which `make test` installs (no browser download).
+    for program in (CHROMIUM, CHROMEDRIVER):
+        assert Path(program).exists(), f"{program} is missing: run make test (it installs it)"
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _project_with_a_page(base: str, settings: Settings) -> int:
+    import httpx
+
+    with httpx.Client(base_url=base, timeout=30) as client:
+        project = client.post("/api/v1/projects", json={"name": "Köln 1822"}).json()
+        text = "Förster, Christian, Fabrikmeister, Großkölnstraße A 391.\n".encode()
+        upload = client.post(
+            f"/api/v1/projects/{project['id']}/documents",
+            files={"files": ("page.txt", text, "text/plain")},
+        )
+        assert upload.status_code == 201, upload.text
+    context = make_context(settings, RecordingDispatcher())
+    ingest_document(context, upload.json()["documents"][0]["id"])
+    return int(project["id"])
+
+
+def _choose(driver, select_id: str, value: str) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element(By.ID, select_id)).select_by_value(value)
+
+
+def test_the_run_form_starts_the_chosen_pipeline_and_shows_refusals(live_app, browser):
+    import httpx
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, settings = live_app
+    project_id = _project_with_a_page(base, settings)
+    browser.get(f"{base}/projects/{project_id}")
+    wait = WebDriverWait(browser, 20)
+    # The engine lists come from /api/v1/engines.
+    options = "#correct-engine option"
+    wait.until(
+        lambda d: (
+            "openai"
+            in [o.get_attribute("value") for o in d.find_elements(By.CSS_SELECTOR, options)]
+        )
+    )
+
+    # An extraction the engine cannot do: the API's refusal shows in the form, nothing starts.
+    _choose(browser, "ocr-engine", "tesseract")
+    _choose(browser, "extract-engine", "rules")
+    _choose(browser, "extract-inputs", "image")
+    browser.find_element(By.CSS_SELECTOR, "#start-run-form button[type=submit]").click()
+    error = browser.find_element(By.ID, "start-run-error")
+    wait.until(lambda _d: error.text.strip())
+    assert "rules" in error.text and "/runs/" not in browser.current_url
+    assert httpx.get(f"{base}/api/v1/projects/{project_id}/runs").json() == []
+
+    # Post-correction by the mLLM, extraction from the OCR text (not the corrected one, the
+    # default): the run records the choices, and the browser goes to the run's page.
+    _choose(browser, "correct-engine", "openai")
+    _choose(browser, "extract-inputs", "text")
+    _choose(browser, "extract-source", "ocr")
+    browser.find_element(By.CSS_SELECTOR, "#start-run-form button[type=submit]").click()
+    wait.until(lambda d: "/runs/" in d.current_url)
+    run_id = int(browser.current_url.rstrip("/").rsplit("/", 1)[-1])
+    run = httpx.get(f"{base}/api/v1/runs/{run_id}").json()
+    stages = {s["stage"]: s for s in run["config"]["stages"]}
+    assert [stages[s]["engine"] for s in ("ocr", "correct", "extract")] == [
+        "tesseract",
+        "openai",
+        "rules",
+    ]
+    assert stages["correct"]["parameters"]["model"] == "fake-vlm"
+    assert stages["extract"]["source"] == "ocr" and stages["extract"]["inputs"] == "text"
+    assert "tesseract" in browser.page_source
