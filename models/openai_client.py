@@ -299,7 +299,7 @@ async def _post_once(
     )
 
 
-_CHUNK = 64 * 1024
+_CHUNK = 1024 * 1024
 
 
 async def _post_gated(
