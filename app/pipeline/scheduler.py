@@ -62,6 +62,22 @@ def materialize(session: Session, run: Run) -> None:
         session.execute(insert(StageResult), rows)
 
 
+def lock_run(session: Session, run_id: int) -> Run | None:
+    """The run, its row locked until the transaction ends (PostgreSQL; SQLite has one writer).
+
+    Whoever finishes stage results and then asks whether the run is settled takes this lock
+    first: two tasks finishing the last pages at the same moment would otherwise each count the
+    other's pages as still running (neither sees the other's uncommitted rows) and neither would
+    queue the evaluation, leaving the run open until the recovery sweep.
+    """
+    return session.scalars(
+        select(Run)
+        .where(Run.id == run_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).first()
+
+
 def advance(session: Session, run: Run, page_ids: Iterable[int] | None = None) -> list[Dispatch]:
     """Queue every stage whose predecessor is done; skip those whose predecessor failed."""
     query = select(StageResult).where(StageResult.run_id == run.id)

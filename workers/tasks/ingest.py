@@ -9,7 +9,7 @@ from app.db.session import utcnow
 from app.db.tables import Document, DocumentStatus, Page
 from app.errors import InvalidUpload
 from app.pipeline.dispatch import INGEST_TASK, Dispatch
-from app.pipeline.scheduler import advance, materialize, runs_waiting_for
+from app.pipeline.scheduler import advance, lock_run, materialize, runs_waiting_for
 from workers.celery_app import celery_app
 from workers.context import TaskContext, celery_context
 
@@ -123,7 +123,10 @@ def _finish(
         if page_count is not None:
             document.page_count = page_count
         session.flush()
-        for run in runs_waiting_for(session, document_id):
+        for waiting in runs_waiting_for(session, document_id):
+            run = lock_run(session, waiting.id)  # see lock_run: the settled check needs it
+            if run is None:
+                continue
             materialize(session, run)
             dispatches.extend(advance(session, run))
     ctx.dispatcher.send(dispatches)

@@ -12,7 +12,7 @@ import models.openai_engine  # noqa: F401  (imported before the pool forks, not 
 from app.db.session import utcnow
 from app.db.tables import Page, Record, Run, StageResult, StageStatus
 from app.pipeline.dispatch import STAGE_TASKS, Dispatch
-from app.pipeline.scheduler import advance
+from app.pipeline.scheduler import advance, lock_run
 from app.services.imports import imported_pages
 from models.base import EngineError, EngineResult
 from models.registry import get_engine
@@ -188,6 +188,7 @@ def _store(
     """Write every page's outcome, then queue what became ready (after the commit)."""
     dispatches: list[Dispatch] = []
     with ctx.session() as session:
+        run = lock_run(session, run_id)  # stores of one run, one at a time (see lock_run)
         # One query for the task's rows, not one per page (a round trip each on PostgreSQL).
         rows = session.scalars(
             select(StageResult).where(StageResult.id.in_([c.result_id for c in claimed]))
@@ -201,7 +202,6 @@ def _store(
                 dispatches.extend(_record_failure(ctx, result, outcome))
             else:
                 _record_success(session, result, outcome)
-        run = session.get(Run, run_id)
         if run is not None:
             dispatches.extend(advance(session, run, page_ids=[c.page_id for c in claimed]))
     ctx.dispatcher.send(dispatches)
