@@ -30,14 +30,13 @@ from models.engine_loop import ENGINE_LOOP
 from models.images import cached_encode_image, data_url
 from models.openai_client import (
     ChatReply,
-    ClientPool,
     OpenAIConfig,
-    SharedPools,
     check_model,
     encode_body,
     list_models,
     post_chat,
 )
+from models.openai_pool import ClientPool, SharedPools
 
 __all__ = ["OpenAIConfig", "OpenAIEngine", "check_model", "list_models", "openai_config"]
 

@@ -4,6 +4,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from app.pipeline.dispatch import Dispatch
+
 # (system, normalized CER %, raw CER %) from benchmark/README.md, micro over types 1-5.
 REFERENCE_NUMBERS = [
     ("tesseract-paper", 32.32, 38.99),
@@ -34,3 +36,13 @@ def render_page(path: Path, lines: list[str]) -> Path:
         draw.text((40, 40 + 70 * index), line, fill="black", font=font)
     image.save(path, dpi=(300, 300))
     return path
+
+
+class RecordingDispatcher:
+    """Keeps what would be sent to the workers, so a test can see it."""
+
+    def __init__(self) -> None:
+        self.sent: list[Dispatch] = []
+
+    def send(self, dispatches: list[Dispatch]) -> None:
+        self.sent.extend(dispatches)

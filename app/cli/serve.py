@@ -83,12 +83,13 @@ QUEUE_ORDER = ("cpu", "llm", "gpu")
 
 def worker_command(settings: Settings, spec: WorkerSpec, name: str) -> list[str]:
     """The command line of one Celery worker process."""
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "workers.celery_app",
+    celery = [sys.executable, "-m", "celery", "-A", "workers.celery_app"]
+    return celery + worker_arguments(settings, spec, name)
+
+
+def worker_arguments(settings: Settings, spec: WorkerSpec, name: str) -> list[str]:
+    """Celery's `worker` sub-command and its options for one worker."""
+    arguments = [
         "worker",
         "--queues",
         spec.queues,
@@ -103,8 +104,8 @@ def worker_command(settings: Settings, spec: WorkerSpec, name: str) -> list[str]
         "--without-heartbeat",
     ]
     if spec.concurrency and spec.pool != "solo":
-        command += ["--concurrency", str(spec.concurrency)]
-    return command
+        arguments += ["--concurrency", str(spec.concurrency)]
+    return arguments
 
 
 def start_worker_process(
@@ -270,8 +271,7 @@ def _celery_app() -> Any:
 
 
 def _run_worker_here(settings: Settings, spec: WorkerSpec) -> None:
-    argv = worker_command(settings, spec, "worker")[5:]  # from "worker" on
-    _celery_app().worker_main(argv)
+    _celery_app().worker_main(worker_arguments(settings, spec, "worker"))
 
 
 def _run_worker_group(settings: Settings, specs: Sequence[WorkerSpec]) -> None:

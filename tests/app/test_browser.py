@@ -12,7 +12,7 @@ import uvicorn
 
 from app.config import Settings
 from app.main import create_app
-from tests.app.test_uploads import RecordingDispatcher
+from tests.helpers import RecordingDispatcher
 from workers.context import make_context
 from workers.tasks.ingest import ingest_document
 

@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
-from app.pipeline.dispatch import Dispatch
+from tests.helpers import RecordingDispatcher
 from workers.context import make_context
 from workers.tasks.ingest import ingest_document
 
@@ -17,16 +17,6 @@ CSV_ROWS = (
     "Johann,Förster,Schreiner,Großkölnstraße A 393.,2\n"
 )
 PAGE_TEXT = "Förster, Christian, Fabrikmeister, Großkölnstraße A 391.\n"
-
-
-class RecordingDispatcher:
-    """Keeps what would be sent to the workers."""
-
-    def __init__(self) -> None:
-        self.sent: list[Dispatch] = []
-
-    def send(self, dispatches: list[Dispatch]) -> None:
-        self.sent.extend(dispatches)
 
 
 def two_page_tiff() -> bytes:

@@ -9,22 +9,12 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
 from app.config import Settings
-from app.pipeline.dispatch import Dispatch
+from tests.helpers import RecordingDispatcher
 from workers.celery_app import create_celery
 from workers.context import make_context
 from workers.tasks.ingest import ingest_document
 
 API = "/api/v1"
-
-
-class RecordingDispatcher:
-    """Keeps what would be sent to the workers, so a test can see it."""
-
-    def __init__(self) -> None:
-        self.sent: list[Dispatch] = []
-
-    def send(self, dispatches: list[Dispatch]) -> None:
-        self.sent.extend(dispatches)
 
 
 def page_image(size: tuple[int, int], label: str, mode: str = "L") -> Image.Image:

@@ -11,7 +11,7 @@ from app.pipeline import scheduler
 from app.pipeline.dispatch import EVALUATE_TASK
 from app.pipeline.scheduler import is_settled as real_is_settled
 from models.base import EngineError
-from tests.app.test_uploads import RecordingDispatcher
+from tests.helpers import RecordingDispatcher
 from workers.context import make_context
 from workers.tasks.ingest import ingest_document
 
