@@ -2,80 +2,18 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field, SecretStr, computed_field, model_validator
+from pydantic import Field, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
-class TesseractSettings(BaseSettings):
-    """How the offline OCR engine is called."""
-
-    model_config = SettingsConfigDict(env_prefix="HISTOCR_TESSERACT_", extra="ignore")
-
-    languages: str = "Fraktur+deu"
-    psm: int = Field(default=4, ge=0, le=13)
-    oem: int = Field(default=1, ge=0, le=3)
-    timeout_s: float = 300.0
-    binary: str = "tesseract"
-
+# Each engine declares its own settings class beside its spec (models/); they are fields here so
+# that one Settings object carries the whole configuration of a process.
+from models.openai_spec import OpenAISettings
+from models.tesseract import TesseractSettings
+from models.transformers_engine import TransformersSettings
+from models.vllm_engine import VLLMSettings
 
 PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "your-api-key", "sk-xxx", "xxx", "todo"}
-
-
-class OpenAISettings(BaseSettings):
-    """The default OpenAI-compatible endpoint (vLLM server, Ollama, OpenAI, Gemini, …)."""
-
-    model_config = SettingsConfigDict(env_prefix="HISTOCR_OPENAI_", extra="ignore")
-
-    base_url: str = "http://127.0.0.1:8001/v1"
-    model: str = ""
-    api_key: SecretStr | None = None
-    #: Requests in flight per worker process: high enough to keep a vLLM server's batch full.
-    max_in_flight: int = Field(default=256, ge=1)
-    timeout_s: float = Field(default=300.0, gt=0)
-    max_attempts: int = Field(default=4, ge=1)
-    max_invalid_attempts: int = Field(default=2, ge=1)
-    structured_output: Literal["json_schema", "json_object+schema", "prompt-only"] = "json_schema"
-    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    max_tokens: int = Field(default=4096, ge=1)
-    image_max_side: int = Field(default=1288, ge=64)
-    image_format: Literal["jpeg", "png"] = "jpeg"
-    #: Pages per task on the llm queue (several tasks of a worker run at once).
-    batch_size: int = Field(default=64, ge=1)
-
-
-class LocalModelSettings(BaseSettings):
-    """A vision-language model run inside a GPU worker (transformers or vLLM)."""
-
-    #: The name recorded with results (e.g. Qwen/Qwen2.5-VL-7B-Instruct).
-    model: str = ""
-    #: Where the weights are on this machine; nothing is downloaded at run time.
-    model_path: str | None = None
-    max_new_tokens: int = Field(default=4096, ge=1)
-    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    image_max_side: int = Field(default=1288, ge=64)
-    dtype: str = "auto"
-    batch_size: int = Field(default=8, ge=1)
-
-
-class TransformersSettings(LocalModelSettings):
-    """The `transformers` engine (CPU or GPU)."""
-
-    model_config = SettingsConfigDict(env_prefix="HISTOCR_TRANSFORMERS_", extra="ignore")
-
-    device: str = "auto"
-
-
-class VLLMSettings(LocalModelSettings):
-    """The in-process `vllm` engine (GPU)."""
-
-    model_config = SettingsConfigDict(env_prefix="HISTOCR_VLLM_", extra="ignore")
-
-    batch_size: int = Field(default=256, ge=1)
-    max_model_len: int = Field(default=16384, ge=512)
-    gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
-    tensor_parallel_size: int = Field(default=1, ge=1)
 
 
 class Settings(BaseSettings):
@@ -161,6 +99,16 @@ class Settings(BaseSettings):
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     transformers: TransformersSettings = Field(default_factory=TransformersSettings)
     vllm: VLLMSettings = Field(default_factory=VLLMSettings)
+
+    def engine_settings(self, engine: str) -> BaseSettings | None:
+        """This machine's settings for an engine (None for an engine that has none)."""
+        from models.registry import engine_spec
+
+        own = getattr(self, engine, None)
+        if isinstance(own, BaseSettings):
+            return own
+        spec = engine_spec(engine)
+        return spec.settings() if spec.settings is not None else None
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> "Settings":

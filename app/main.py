@@ -3,22 +3,20 @@
 import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from app.api.errors import install_error_handlers
 from app.api.main import api_router
 from app.api.routes.health import router as health_router
 from app.config import Settings, get_settings
-from app.errors import install_error_handlers
+from app.pipeline.celery_app import create_celery
 from app.pipeline.dispatch import CeleryDispatcher
-from app.web import router as web_router
-from workers.celery_app import create_celery
+from app.web.pages import router as web_router
+from app.web.templates import FRONTEND
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
-
-FRONTEND = Path(__file__).resolve().parent.parent / "frontend"
 
 
 def create_app(settings: Settings | None = None, lifespan: Lifespan | None = None) -> FastAPI:

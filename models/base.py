@@ -5,6 +5,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+#: Key an engine may add to an extracted record: the input line (1-based) it came from.
+LINE_KEY = "line"
+
 
 @dataclass(frozen=True)
 class EngineRequest:

@@ -10,8 +10,49 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pydantic import Field
+from pydantic_settings import BaseSettings
 
 from models.base import EngineError, EngineNotAvailable, EngineRequest
+from models.spec import Parameter
+
+#: How requests are laid out in the local engines' chat messages (recorded like a prompt).
+LOCAL_MESSAGE_FORMAT = "qwen2-vl-chat-v1"
+
+
+class LocalModelSettings(BaseSettings):
+    """A vision-language model run inside a GPU worker (transformers or vLLM)."""
+
+    #: The name recorded with results (e.g. Qwen/Qwen2.5-VL-7B-Instruct).
+    model: str = ""
+    #: Where the weights are on this machine; nothing is downloaded at run time.
+    model_path: str | None = None
+    max_new_tokens: int = Field(default=4096, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    image_max_side: int = Field(default=1288, ge=64)
+    dtype: str = "auto"
+    batch_size: int = Field(default=8, ge=1)
+
+
+#: The run parameters both local engines take.
+LOCAL_MODEL_PARAMETERS = (
+    Parameter(
+        "model", str, "the model's name (its weights: HISTOCR_<ENGINE>_MODEL_PATH)", cli="--model"
+    ),
+    Parameter("max_new_tokens", int, "most tokens an answer may have", minimum=1),
+    Parameter("temperature", float, "sampling temperature (0: greedy)", minimum=0, maximum=2),
+    Parameter(
+        "image_max_side",
+        int,
+        "longest side of the page image given to the model, in pixels",
+        minimum=64,
+        maximum=10000,
+        cli="--image-max-side",
+    ),
+    Parameter(
+        "repetition_penalty", float, "penalty on repeated tokens (empty: the model's)", minimum=0
+    ),
+)
 
 #: The content part that stands for the page image; the template turns it into vision tokens.
 IMAGE_PART: dict[str, Any] = {"type": "image"}

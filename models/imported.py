@@ -1,10 +1,11 @@
 """Text produced elsewhere (a transcription file) becomes the OCR stage's output."""
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from models.base import EngineError, EngineRequest, EngineResult
+from models.spec import EngineSpec
 
 
 class ImportedTextEngine:
@@ -32,3 +33,20 @@ class ImportedTextEngine:
                 )
             )
         return results
+
+
+def create_engine(
+    _parameters: Mapping[str, Any], _environment: Mapping[str, Any]
+) -> ImportedTextEngine:
+    """Imported text has no parameters."""
+    return ImportedTextEngine()
+
+
+SPEC = EngineSpec(
+    name="import",
+    description="Imported text: the transcription of an uploaded .txt document",
+    stages=("ocr",),
+    queue="cpu",
+    batch_size=16,
+    create=create_engine,
+)

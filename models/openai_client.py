@@ -5,9 +5,11 @@ The layers above (messages, validation of what comes back) live in `models.opena
 
 import asyncio
 import email.utils
+import functools
 import json
 import logging
 import random
+import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -17,7 +19,6 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from models.base import EngineError, EngineNotAvailable
-from models.openai_pool import tls_context
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,12 @@ IMAGE_FORMATS = ("jpeg", "png")
 #: Statuses worth another try: the server is busy, overloaded or briefly broken.
 RETRY_STATUSES = frozenset({408, 429})
 _MESSAGE_LIMIT = 300
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One TLS context per process: loading the CA certificates takes 20-200 ms each time."""
+    return httpx.create_ssl_context()
 
 
 @dataclass(frozen=True)

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import ssl
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
-if TYPE_CHECKING:
-    from models.openai_client import OpenAIConfig
+from models.openai_client import OpenAIConfig, tls_context
 
 
 class ClientPool:
@@ -106,12 +104,6 @@ class SharedPools:
                     del self._pools[old_key]
                     await old.aclose()
         return pool
-
-
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """One TLS context per process: loading the CA certificates takes 20-200 ms each time."""
-    return httpx.create_ssl_context()
 
 
 def _async_client(config: OpenAIConfig, connections: int, tls: ssl.SSLContext) -> httpx.AsyncClient:

@@ -1,78 +1,54 @@
-"""Engines by name, one instance per process and configuration.
+"""Engines by name: their specs, and one engine instance per process and configuration.
 
 An engine is built from two things: the parameters a run recorded (they decide the output and
 are stored with every result) and the machine's environment (binary paths, endpoints, API keys:
 they differ per worker, and secrets among them must never be stored).
 """
 
+import importlib
 import json
-from collections.abc import Callable, Mapping
-from functools import lru_cache
+from collections.abc import Mapping
+from functools import cache, lru_cache
 from typing import Any
 
 from models.base import Engine, EngineNotAvailable
+from models.spec import EngineSpec
 
-Factory = Callable[[Mapping[str, Any], Mapping[str, Any]], Engine]
-
-
-def _tesseract(parameters: Mapping[str, Any], environment: Mapping[str, Any]) -> Engine:
-    from models.tesseract import TesseractConfig, TesseractEngine
-
-    allowed = {"languages", "psm", "oem", "timeout_s"}
-    config = {k: v for k, v in parameters.items() if k in allowed}
-    if environment.get("binary"):
-        config["binary"] = environment["binary"]
-    return TesseractEngine(TesseractConfig(**config))
-
-
-def _rules(_parameters: Mapping[str, Any], _environment: Mapping[str, Any]) -> Engine:
-    from models.rules_engine import RulesEngine
-
-    return RulesEngine()
+#: The modules that declare an engine (`SPEC`); adding an engine = one module, named here.
+ENGINE_MODULES = (
+    "models.tesseract",
+    "models.imported",
+    "models.openai_spec",
+    "models.transformers_engine",
+    "models.vllm_engine",
+    "models.rules_engine",
+)
 
 
-def _imported(_parameters: Mapping[str, Any], _environment: Mapping[str, Any]) -> Engine:
-    from models.imported import ImportedTextEngine
-
-    return ImportedTextEngine()
-
-
-def _openai(parameters: Mapping[str, Any], environment: Mapping[str, Any]) -> Engine:
-    from models.openai_engine import OpenAIEngine, openai_config
-
-    return OpenAIEngine(openai_config(parameters, environment))
+@cache
+def engine_specs() -> dict[str, EngineSpec]:
+    """Every engine's spec by name, in the order above (engines load nothing heavy at import)."""
+    specs: dict[str, EngineSpec] = {}
+    for module in ENGINE_MODULES:
+        spec: EngineSpec = importlib.import_module(module).SPEC
+        specs[spec.name] = spec
+    return specs
 
 
-def _transformers(parameters: Mapping[str, Any], environment: Mapping[str, Any]) -> Engine:
-    from models.transformers_engine import TransformersEngine, config_from
-
-    return TransformersEngine(config_from(parameters, environment))
-
-
-def _vllm(parameters: Mapping[str, Any], environment: Mapping[str, Any]) -> Engine:
-    from models.vllm_engine import VLLMEngine, config_from
-
-    return VLLMEngine(config_from(parameters, environment))
-
-
-FACTORIES: dict[str, Factory] = {
-    "transformers": _transformers,
-    "vllm": _vllm,
-    "openai": _openai,
-    "tesseract": _tesseract,
-    "rules": _rules,
-    "import": _imported,
-}
+def engine_spec(name: str) -> EngineSpec:
+    """The spec of the engine called `name`; EngineNotAvailable for an unknown name."""
+    spec = engine_specs().get(name)
+    if spec is None:
+        known = ", ".join(engine_specs())
+        raise EngineNotAvailable(f"unknown engine {name!r} (known: {known})")
+    return spec
 
 
 def create_engine(
     name: str, parameters: Mapping[str, Any], environment: Mapping[str, Any] | None = None
 ) -> Engine:
     """A new engine instance; unknown names are an error."""
-    factory = FACTORIES.get(name)
-    if factory is None:
-        raise EngineNotAvailable(f"unknown engine {name!r} (known: {', '.join(sorted(FACTORIES))})")
-    return factory(parameters, environment or {})
+    return engine_spec(name).create(parameters, environment or {})
 
 
 @lru_cache(maxsize=16)

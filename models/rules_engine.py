@@ -2,12 +2,12 @@
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from models.base import EngineError, EngineRequest, EngineResult
+from models.base import LINE_KEY, EngineError, EngineRequest, EngineResult
 from models.rules import DEFAULT_FIELDS, parse_directory_text
-from models.stages.runner import LINE_KEY
+from models.spec import EngineSpec
 
 
 class RulesEngine:
@@ -37,3 +37,18 @@ class RulesEngine:
             model="rules-v1",
             latency_s=time.perf_counter() - started,
         )
+
+
+def create_engine(_parameters: Mapping[str, Any], _environment: Mapping[str, Any]) -> RulesEngine:
+    """The rules parser has no parameters."""
+    return RulesEngine()
+
+
+SPEC = EngineSpec(
+    name="rules",
+    description="Offline rules parser for comma-separated directory lines",
+    stages=("extract",),
+    queue="cpu",
+    batch_size=8,
+    create=create_engine,
+)

@@ -4,11 +4,27 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from models.base import EngineError, EngineNotAvailable, EngineRequest, EngineResult
+from models.spec import EngineSpec, Parameter
+
+
+class TesseractSettings(BaseSettings):
+    """How this machine calls Tesseract, and the defaults of the run parameters."""
+
+    model_config = SettingsConfigDict(env_prefix="HISTOCR_TESSERACT_", extra="ignore")
+
+    languages: str = "Fraktur+deu"
+    psm: int = Field(default=4, ge=0, le=13)
+    oem: int = Field(default=1, ge=0, le=3)
+    timeout_s: float = Field(default=300.0, gt=0)
+    binary: str = "tesseract"
 
 
 @dataclass(frozen=True)
@@ -116,3 +132,40 @@ def _tidy(text: str) -> str:
     """Drop Tesseract's form feed and blank lines between blocks; keep one printed line per line."""
     lines = [line.rstrip() for line in text.replace("\f", "\n").splitlines()]
     return "\n".join(line for line in lines if line.strip())
+
+
+def create_engine(parameters: Mapping[str, Any], environment: Mapping[str, Any]) -> TesseractEngine:
+    """The engine for a run's parameters on this machine (its binary)."""
+    config = {k: v for k, v in parameters.items() if k in SPEC_PARAMETER_NAMES}
+    if environment.get("binary"):
+        config["binary"] = environment["binary"]
+    return TesseractEngine(TesseractConfig(**config))
+
+
+SPEC = EngineSpec(
+    name="tesseract",
+    description="Tesseract OCR, offline (Fraktur + German models)",
+    stages=("ocr",),
+    queue="cpu",
+    create=create_engine,
+    settings=TesseractSettings,
+    parameters=(
+        Parameter(
+            "languages",
+            str,
+            "Tesseract language models, joined with + (e.g. Fraktur+deu)",
+            cli="--languages",
+        ),
+        Parameter(
+            "psm",
+            int,
+            "page segmentation mode (4: one column of text)",
+            minimum=0,
+            maximum=13,
+            cli="--psm",
+        ),
+        Parameter("oem", int, "OCR engine mode (1: the LSTM recogniser)", minimum=0, maximum=3),
+        Parameter("timeout_s", float, "seconds a page may take", minimum=1, recorded=False),
+    ),
+)
+SPEC_PARAMETER_NAMES = frozenset(p.name for p in SPEC.parameters)

@@ -24,8 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic_settings import SettingsConfigDict
+
 from models.base import EngineError, EngineNotAvailable, EngineRequest, EngineResult
-from models.chat import IMAGE_PART, chat_messages, load_page_image, model_source
+from models.chat import (
+    IMAGE_PART,
+    LOCAL_MESSAGE_FORMAT,
+    LOCAL_MODEL_PARAMETERS,
+    LocalModelSettings,
+    chat_messages,
+    load_page_image,
+    model_source,
+)
+from models.spec import EngineSpec
 
 INSTALL_HINT = "pip install 'histocr[transformers]'"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -36,6 +47,14 @@ RECORDED_PARAMETERS = frozenset(
 MACHINE_SETTINGS = frozenset(
     {"model_path", "device", "dtype", "batch_size", "allow_downloads", "attn_implementation"}
 )
+
+
+class TransformersSettings(LocalModelSettings):
+    """The `transformers` engine on this machine (CPU or GPU)."""
+
+    model_config = SettingsConfigDict(env_prefix="HISTOCR_TRANSFORMERS_", extra="ignore")
+
+    device: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -319,3 +338,26 @@ def config_from(
         values["max_new_tokens"] = parameters["max_tokens"]  # the openai engine's name for it
     values.update({k: v for k, v in environment.items() if k in MACHINE_SETTINGS and v is not None})
     return TransformersConfig(**values)
+
+
+def create_engine(
+    parameters: Mapping[str, Any], environment: Mapping[str, Any]
+) -> TransformersEngine:
+    """The engine for a run's parameters on this machine (model folder, device)."""
+    return TransformersEngine(config_from(parameters, environment))
+
+
+SPEC = EngineSpec(
+    name="transformers",
+    description="A local Hugging Face vision-language model (Qwen2-VL family), CPU or GPU",
+    stages=("ocr", "correct", "extract"),
+    queue="gpu",
+    create=create_engine,
+    settings=TransformersSettings,
+    batch_size=8,
+    prompted=True,
+    message_format=LOCAL_MESSAGE_FORMAT,
+    needs_model=True,
+    extract_inputs=("text", "image", "both"),
+    parameters=LOCAL_MODEL_PARAMETERS,
+)

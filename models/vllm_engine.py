@@ -21,8 +21,20 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
 from models.base import EngineError, EngineNotAvailable, EngineRequest, EngineResult
-from models.chat import IMAGE_PART, chat_messages, load_page_image, model_source
+from models.chat import (
+    IMAGE_PART,
+    LOCAL_MESSAGE_FORMAT,
+    LOCAL_MODEL_PARAMETERS,
+    LocalModelSettings,
+    chat_messages,
+    load_page_image,
+    model_source,
+)
+from models.spec import EngineSpec, Parameter
 
 INSTALL_HINT = "pip install 'histocr[gpu]' on a GPU machine"
 #: Parameters a run records (they decide the output) and settings of the machine (they do not).
@@ -43,6 +55,17 @@ MACHINE_SETTINGS = frozenset(
 
 #: Turns chat messages into the model's prompt text (its chat template, generation prompt on).
 RenderPrompt = Callable[[list[dict[str, Any]]], str]
+
+
+class VLLMSettings(LocalModelSettings):
+    """The in-process `vllm` engine on this machine (GPU)."""
+
+    model_config = SettingsConfigDict(env_prefix="HISTOCR_VLLM_", extra="ignore")
+
+    batch_size: int = Field(default=256, ge=1)
+    max_model_len: int = Field(default=16384, ge=512)
+    gpu_memory_utilization: float = Field(default=0.9, gt=0.0, le=1.0)
+    tensor_parallel_size: int = Field(default=1, ge=1)
 
 
 @dataclass(frozen=True)
@@ -295,3 +318,24 @@ def config_from(parameters: Mapping[str, Any], environment: Mapping[str, Any]) -
         values["max_tokens"] = parameters["max_new_tokens"]
     values.update({k: v for k, v in environment.items() if k in MACHINE_SETTINGS and v is not None})
     return VLLMConfig(**values)
+
+
+def create_engine(parameters: Mapping[str, Any], environment: Mapping[str, Any]) -> VLLMEngine:
+    """The engine for a run's parameters on this machine (model folder, GPU memory)."""
+    return VLLMEngine(config_from(parameters, environment))
+
+
+SPEC = EngineSpec(
+    name="vllm",
+    description="A vision-language model in-process with vLLM on a GPU worker",
+    stages=("ocr", "correct", "extract"),
+    queue="gpu",
+    create=create_engine,
+    settings=VLLMSettings,
+    batch_size=256,
+    prompted=True,
+    message_format=LOCAL_MESSAGE_FORMAT,
+    needs_model=True,
+    extract_inputs=("text", "image", "both"),
+    parameters=(*LOCAL_MODEL_PARAMETERS, Parameter("seed", int, "sampling seed", minimum=0)),
+)

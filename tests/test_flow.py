@@ -86,6 +86,11 @@ def full_flow(client: TestClient, worker) -> None:
     page = client.get(f"/api/v1/runs/{finished['id']}/pages/{page_id}").json()
     assert [s["status"] for s in page["stages"]] == ["done", "done"]
     assert page["stages"][0]["model"].startswith("tesseract")
+    # What actually happened is recorded: the engine's own account and the page's resolution.
+    used = page["stages"][0]["parameters"]
+    assert used["psm"] == 4 and used["languages"] == "Fraktur+deu"
+    assert used["model"].startswith("tesseract") and used["dpi"] == 300
+    assert finished["page_dpi"] == [300]
     assert page["stages"][0]["latency_s"] > 0
     assert all(r["source_line"] for r in page["records"])
 

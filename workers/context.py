@@ -2,7 +2,7 @@
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -27,9 +27,9 @@ class TaskContext:
     dispatcher: Dispatcher
     storage: LocalStorage
 
-    def engine_environment(self, engine: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    def engine_environment(self, engine: str) -> dict[str, Any]:
         """This machine's settings for an engine (paths, limits, keys): never recorded."""
-        return engine_environment(engine, parameters, self.settings)
+        return engine_environment(engine, self.settings)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

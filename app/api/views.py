@@ -15,6 +15,7 @@ from app.db.tables import (
     Record,
     Run,
     StageResult,
+    run_documents,
 )
 from app.pipeline.scheduler import stage_counts
 from app.schemas.documents import DocumentDetail, DocumentPublic, GroundTruthPublic, PagePublic
@@ -101,6 +102,12 @@ def run_public(session: Session, run: Run) -> RunPublic:
         ).where(StageResult.run_id == run.id)
     ).one()
     records = session.scalar(select(func.count()).where(Record.run_id == run.id)) or 0
+    dpi = session.scalars(
+        select(Page.dpi)
+        .distinct()
+        .join(run_documents, run_documents.c.document_id == Page.document_id)
+        .where(run_documents.c.run_id == run.id, Page.dpi.is_not(None))
+    ).all()
     return RunPublic(
         id=run.id,
         project_id=run.project_id,
@@ -110,6 +117,7 @@ def run_public(session: Session, run: Run) -> RunPublic:
         created_at=run.created_at,
         finished_at=run.finished_at,
         document_ids=[d.id for d in run.documents],
+        page_dpi=sorted(d for d in dpi if d is not None),
         progress=Progress(
             total=total,
             documents_waiting=waiting,

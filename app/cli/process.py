@@ -15,7 +15,6 @@ from app.cli.serve import upgrade_database
 from app.config import Settings, get_settings
 from app.db.tables import GroundTruthKind, Page, Run, StageResult, StageStatus
 from app.errors import HistocrError
-from app.pipeline.config import default_stages
 from app.pipeline.dispatch import (
     EVALUATE_TASK,
     INGEST_TASK,
@@ -23,6 +22,9 @@ from app.pipeline.dispatch import (
     Dispatch,
     InlineDispatcher,
 )
+from app.pipeline.run_config import StageRequest, default_stages
+from models.registry import engine_specs
+from models.spec import Parameter
 
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -36,29 +38,53 @@ class ProcessOptions:
     ocr: str
     correct: str | None
     extract: str | None
-    llm_parameters: dict[str, Any]
+    #: Engine parameters given on the command line, by parameter name.
+    engine_parameters: dict[str, Any]
     gt_texts: tuple[Path, ...]
     gt_csvs: tuple[Path, ...]
     imports: tuple[Path, ...]
     jobs: int
 
-    def stages(self) -> list[dict[str, Any]]:
-        """The run's stages, with the mLLM options on every stage an mLLM engine runs."""
+    def stages(self) -> list[StageRequest]:
+        """The run's stages, each with the options given for a parameter its engine takes."""
         stages = default_stages(ocr=self.ocr, correct=self.correct, extract=self.extract)
         for stage in stages:
-            accepted = LLM_OPTIONS.get(stage["engine"], ())
-            given = {k: v for k, v in self.llm_parameters.items() if k in accepted}
-            if given:
-                stage["parameters"] = given
+            names = {p.name for p in _spec_or_none(stage.engine)}
+            stage.parameters = {k: v for k, v in self.engine_parameters.items() if k in names}
         return stages
 
 
-#: Which of the mLLM options each engine takes.
-LLM_OPTIONS = {
-    "openai": ("model", "base_url", "structured_output", "image_max_side"),
-    "transformers": ("model", "image_max_side"),
-    "vllm": ("model", "image_max_side"),
-}
+def _spec_or_none(engine: str) -> tuple[Parameter, ...]:
+    spec = engine_specs().get(engine)
+    return spec.parameters if spec else ()
+
+
+def _command_line_parameters() -> dict[str, Parameter]:
+    """The engine parameters `histocr process` takes as options, by option name (from the
+    engines' specs: a parameter of several engines is one option)."""
+    options: dict[str, Parameter] = {}
+    for spec in engine_specs().values():
+        for parameter in spec.parameters:
+            if parameter.cli and parameter.cli not in options:
+                options[parameter.cli] = parameter
+    return options
+
+
+def engine_options(command: Any) -> Any:
+    """Add one click option per command-line engine parameter."""
+    for flag, parameter in sorted(_command_line_parameters().items(), reverse=True):
+        engines = [s.name for s in engine_specs().values() if s.parameter(parameter.name)]
+        kind: Any = click.Choice(parameter.choices) if parameter.choices else parameter.kind
+        command = click.option(
+            flag,
+            f"param_{parameter.name}",
+            type=kind,
+            default=None,
+            help=f"{parameter.description[:1].upper()}{parameter.description[1:]} "
+            f"({', '.join(engines)}; default HISTOCR_{engines[0].upper()}_"
+            f"{parameter.name.upper()}).",
+        )(command)
+    return command
 
 
 @click.command()
@@ -94,22 +120,7 @@ LLM_OPTIONS = {
     help="Text made elsewhere for a scan (PAGE XML, ALTO, txt; a file or a folder of "
     "per-page files), one per FILE; implies --ocr import.",
 )
-@click.option("--model", default=None, help="mLLM model name (HISTOCR_OPENAI_MODEL).")
-@click.option(
-    "--base-url", default=None, help="OpenAI-compatible endpoint (HISTOCR_OPENAI_BASE_URL)."
-)
-@click.option(
-    "--structured-output",
-    default=None,
-    type=click.Choice(["json_schema", "json_object+schema", "prompt-only"]),
-    help="How extraction asks the endpoint for JSON (HISTOCR_OPENAI_STRUCTURED_OUTPUT).",
-)
-@click.option(
-    "--image-max-side",
-    type=int,
-    default=None,
-    help="Longest side of page images sent to mLLMs (HISTOCR_OPENAI_IMAGE_MAX_SIDE).",
-)
+@engine_options
 @click.option(
     "--ground-truth",
     "gt_texts",
@@ -189,23 +200,33 @@ def _options(
             )
     if imports and ocr not in (None, "import"):
         raise click.UsageError(f"--import-from goes with --ocr import, not --ocr {ocr}")
-    llm = {
-        key: rest.pop(key)
-        for key in ("model", "base_url", "structured_output", "image_max_side")
-        if rest.get(key) is not None
-    }
-    for key in ("model", "base_url", "structured_output", "image_max_side"):
-        rest.pop(key, None)
+    given = {key: rest.pop(key) for key in list(rest) if key.startswith("param_")}
+    parameters = {k.removeprefix("param_"): v for k, v in given.items() if v is not None}
+    ocr_engine = ocr or ("import" if imports else _default_ocr(files))
+    extract_engine = None if extract == "none" else extract
+    _check_options_apply(parameters, [ocr_engine, rest.get("correct"), extract_engine])
     return ProcessOptions(
         files=files,
-        ocr=ocr or ("import" if imports else _default_ocr(files)),
-        extract=None if extract == "none" else extract,
-        llm_parameters=llm,
+        ocr=ocr_engine,
+        extract=extract_engine,
+        engine_parameters=parameters,
         gt_texts=gt_texts,
         gt_csvs=gt_csvs,
         imports=imports,
         **rest,
     )
+
+
+def _check_options_apply(parameters: dict[str, Any], engines: list[str | None]) -> None:
+    """An engine option that no engine of the run takes is a mistake, not something to skip."""
+    taken = {p.name for engine in engines if engine for p in _spec_or_none(engine)}
+    unused = sorted(set(parameters) - taken)
+    if unused:
+        flags = {p.name: flag for flag, p in _command_line_parameters().items()}
+        raise click.UsageError(
+            f"{', '.join(flags[name] for name in unused)}: no engine of this run takes it "
+            f"(engines: {', '.join(e for e in engines if e)})"
+        )
 
 
 def _default_ocr(files: tuple[Path, ...]) -> str:
@@ -254,7 +275,7 @@ def _attach_inputs(
     session: Any, storage: Any, documents: list[Any], options: ProcessOptions
 ) -> None:
     """Ground truth and imported text, each given once per input file."""
-    from app.media import decode_text
+    from app.pipeline.media import decode_text
     from app.services.imports import attach_imported_text
     from app.services.projects import attach_ground_truth
 
@@ -309,8 +330,8 @@ def _stage_with_progress(ctx: Any, stage: str, ids: list[int]) -> None:
 
 
 def _write_outputs(session: Any, run: Run, out_dir: Path) -> dict[str, Any]:
-    from app.evaluation import compute_run_metrics
-    from app.export import document_transcription, write_records_csv
+    from app.pipeline.evaluation import compute_run_metrics
+    from app.pipeline.export import document_transcription, write_records_csv
 
     out_dir.mkdir(parents=True, exist_ok=True)
     outputs = []
@@ -320,7 +341,7 @@ def _write_outputs(session: Any, run: Run, out_dir: Path) -> dict[str, Any]:
         target.write_text(document_transcription(session, run, document) + "\n", encoding="utf-8")
         outputs.append(str(target))
     records = None
-    if any(s["stage"] == "extract" for s in run.config["stages"]):
+    if run.config.extracts:
         with (out_dir / "records.csv").open("w", encoding="utf-8", newline="") as handle:
             records = write_records_csv(session, run, handle)
         outputs.append(str(out_dir / "records.csv"))
@@ -339,9 +360,11 @@ def _write_outputs(session: Any, run: Run, out_dir: Path) -> dict[str, Any]:
         "outputs": outputs,
         "errors": errors,
         "stages": [
-            {"stage": s["stage"], "engine": s["engine"], "parameters": s["parameters"]}
-            for s in run.config["stages"]
+            {"stage": s.stage, "engine": s.engine, "parameters": s.parameters}
+            for s in run.config.stages
         ],
+        # The resolutions the pages were actually rendered at.
+        "dpi": sorted({p.dpi for d in run.documents for p in d.pages if p.dpi}),
     }
     final = metrics["text"][metrics["final_stage"]]["run"]
     if final is not None:

@@ -17,6 +17,7 @@ import click
 from fastapi import FastAPI
 
 from app.config import Settings, get_settings
+from app.pipeline.celery_app import QUEUES
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +76,7 @@ def worker_layout(settings: Settings, queues: Sequence[str], cpu: int | None) ->
     unknown = sorted(set(queues) - set(layout))
     if unknown:
         raise click.UsageError(f"unknown queue(s) {', '.join(unknown)}; queues are cpu, llm, gpu")
-    return [layout[name] for name in QUEUE_ORDER if name in queues]
-
-
-QUEUE_ORDER = ("cpu", "llm", "gpu")
+    return [layout[name] for name in QUEUES if name in queues]
 
 
 def worker_command(settings: Settings, spec: WorkerSpec, name: str) -> list[str]:
@@ -202,7 +200,7 @@ def serve(host: str | None, port: int | None, worker: bool | None, migrate: bool
         embedded = (
             WorkerGroup(
                 settings,
-                worker_layout(settings, QUEUE_ORDER, settings.embedded_worker_concurrency),
+                worker_layout(settings, QUEUES, settings.embedded_worker_concurrency),
                 "embedded",
             )
             if run_worker

@@ -15,9 +15,12 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 from app.db.session import Base, UTCDateTime, utcnow
+from app.pipeline.run_config import RunConfig
 
 DEFAULT_SCHEMA_FIELDS = ["first and middle names", "surname", "occupation", "address"]
 
@@ -60,6 +63,19 @@ class GroundTruthKind(StrEnum):
 
     TEXT = "text"
     RECORDS = "records"
+
+
+class RunConfigJSON(TypeDecorator[RunConfig]):
+    """A run's configuration: stored as JSON, read back as the typed RunConfig (parsed once)."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: RunConfig | None, dialect: Dialect) -> Any:
+        return None if value is None else value.model_dump(mode="json")
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> RunConfig | None:
+        return None if value is None else RunConfig.model_validate(value)
 
 
 class Project(Base):
@@ -172,7 +188,7 @@ class Run(Base):
         ForeignKey("projects.id", ondelete="CASCADE"), index=True
     )
     name: Mapped[str] = mapped_column(String(200), default="")
-    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    config: Mapped[RunConfig] = mapped_column(RunConfigJSON)
     status: Mapped[str] = mapped_column(String(20), default=RunStatus.PENDING)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,30 +1,26 @@
-"""Checks before a run starts: is every endpoint it needs there, and does it serve the model?"""
+"""Checks before a run starts: is everything its engines need there (e.g. does each endpoint
+answer and serve the model)? Each engine says how in its spec."""
 
-from typing import Any
+import json
 
 from app.config import Settings
 from app.errors import EngineUnavailable
 from app.pipeline.engines import engine_environment
-
-# Light (an HTTP client and a config class; no model is ever loaded in the web process), and
-# imported with the app rather than by the first run's request, which would wait ~0.2 s for it.
+from app.pipeline.run_config import RunConfig
 from models.base import EngineNotAvailable
-from models.openai_engine import check_model, openai_config
+from models.registry import engine_spec
 
 
-def check_endpoints(config: dict[str, Any], settings: Settings) -> None:
-    """Ask each OpenAI-compatible endpoint of the run for its models (GET /models)."""
+def check_engines(config: RunConfig, settings: Settings) -> None:
+    """Run each stage engine's preflight once per distinct set of parameters."""
     checked: set[tuple[str, str]] = set()
-    for spec in config["stages"]:
-        if spec["engine"] != "openai":
+    for stage in config.stages:
+        spec = engine_spec(stage.engine)
+        key = (stage.engine, json.dumps(stage.parameters, sort_keys=True))
+        if spec.preflight is None or key in checked:
             continue
-        parameters = spec["parameters"]
-        environment = engine_environment("openai", parameters, settings)
-        target = (str(environment["base_url"]), str(parameters.get("model")))
-        if target in checked:
-            continue
-        checked.add(target)
+        checked.add(key)
         try:
-            check_model(openai_config(parameters, environment | {"timeout_s": 10.0}))
+            spec.preflight(stage.parameters, engine_environment(spec, settings))
         except EngineNotAvailable as exc:
-            raise EngineUnavailable(f"{spec['stage']} stage: {exc}") from exc
+            raise EngineUnavailable(f"{stage.stage} stage: {exc}") from exc

@@ -28,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 def materialize(session: Session, run: Run) -> None:
     """Create the pending stage results for every page of the run's ingested documents."""
-    specs = run.config["stages"]
     existing = set(
         session.execute(
             select(StageResult.page_id, StageResult.stage).where(StageResult.run_id == run.id)
@@ -45,17 +44,18 @@ def materialize(session: Session, run: Run) -> None:
         {
             "run_id": run.id,
             "page_id": page_id,
-            "stage": spec["stage"],
+            "stage": stage.stage,
             "position": position,
             "status": StageStatus.PENDING,
-            "engine": spec["engine"],
-            "parameters": spec["parameters"],
-            "prompt_version": spec.get("prompt_version"),
+            "engine": stage.engine,
+            # What the engine used is recorded when the page is done (see workers.tasks.stages).
+            "parameters": {},
+            "prompt_version": stage.prompt_version,
             "attempts": 0,
         }
         for page_id in page_ids
-        for position, spec in enumerate(specs)
-        if (page_id, spec["stage"]) not in existing
+        for position, stage in enumerate(run.config.stages)
+        if (page_id, stage.stage) not in existing
     ]
     if rows:
         # One statement for a whole run: thousands of pages are one round trip, not thousands.
@@ -143,20 +143,18 @@ def _claim_for_queue(session: Session, ready: list[StageResult]) -> list[StageRe
 
 
 def _batch(run: Run, results: list[StageResult]) -> list[Dispatch]:
-    specs = {spec["stage"]: spec for spec in run.config["stages"]}
     groups: dict[str, list[int]] = defaultdict(list)
     for result in results:
         groups[result.stage].append(result.id)
     dispatches = []
-    for stage, ids in groups.items():
-        spec = specs[stage]
-        size = max(1, int(spec.get("batch_size", 1)))
-        for start in range(0, len(ids), size):
+    for name, ids in groups.items():
+        stage = run.config.stage(name)
+        for start in range(0, len(ids), stage.batch_size):
             dispatches.append(
                 Dispatch(
-                    task=STAGE_TASKS[stage],
-                    args=(ids[start : start + size],),
-                    queue=spec.get("queue", "cpu"),
+                    task=STAGE_TASKS[name],
+                    args=(ids[start : start + stage.batch_size],),
+                    queue=stage.queue,
                 )
             )
     return dispatches

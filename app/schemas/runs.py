@@ -5,20 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-
-class StageRequest(BaseModel):
-    """One stage of a requested pipeline."""
-
-    stage: str = Field(description="ocr, correct or extract")
-    engine: str = Field(description="an engine that can serve the stage, e.g. tesseract, openai")
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    source: str | None = Field(
-        default=None, description="for correct/extract: the text stage to read (default: latest)"
-    )
-    prompt_version: str | None = Field(default=None, description="default: the newest")
-    inputs: str | None = Field(
-        default=None, description="extract only: text (default), image or both (mLLM engines)"
-    )
+from app.pipeline.run_config import RunConfig, StageRequest
 
 
 class RunCreate(BaseModel):
@@ -52,10 +39,12 @@ class RunPublic(BaseModel):
     project_id: int
     name: str
     status: str
-    config: dict[str, Any]
+    config: RunConfig
     created_at: datetime
     finished_at: datetime | None
     document_ids: list[int]
+    #: The resolutions the run's pages were rendered at (read from the pages themselves).
+    page_dpi: list[int] = Field(default_factory=list)
     progress: Progress
     stages: dict[str, dict[str, int]]
     totals: dict[str, float | int | None]

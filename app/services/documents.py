@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db.tables import Document, DocumentStatus, Project
 from app.errors import UploadTooLarge
-from app.media import MediaInfo, inspect_upload
+from app.pipeline.media import MediaInfo, inspect_upload
 from app.storage import LocalStorage, move_into_store
 
 CHUNK = 1024 * 1024

@@ -6,36 +6,38 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db.tables import Document, StageResult, StageStatus
+from app.pipeline.run_config import RunConfig
+from models.registry import engine_spec
 
 
 def estimate_tokens(
-    *, session: Session, config: dict[str, Any], documents: list[Document]
+    *, session: Session, config: RunConfig, documents: list[Document]
 ) -> dict[str, Any]:
     """Per stage: the measured average tokens per page of the same engine, model and prompt."""
     pages = sum(d.page_count or 0 for d in documents)
     stages = []
-    for spec in config["stages"]:
-        model = (spec.get("parameters") or {}).get("model")
+    for stage in config.stages:
+        model = stage.parameters.get("model")
         query = select(
             func.count(StageResult.id),
             func.avg(StageResult.tokens_in),
             func.avg(StageResult.tokens_out),
         ).where(
-            StageResult.stage == spec["stage"],
-            StageResult.engine == spec["engine"],
+            StageResult.stage == stage.stage,
+            StageResult.engine == stage.engine,
             StageResult.status == StageStatus.DONE,
             StageResult.tokens_in.is_not(None),
-            StageResult.prompt_version == spec.get("prompt_version"),
+            StageResult.prompt_version == stage.prompt_version,
         )
         if model:
             query = query.where(StageResult.parameters["model"].as_string() == model)
         measured, avg_in, avg_out = session.execute(query).one()
         stages.append(
             {
-                "stage": spec["stage"],
-                "engine": spec["engine"],
+                "stage": stage.stage,
+                "engine": stage.engine,
                 "model": model,
-                "prompt_version": spec.get("prompt_version"),
+                "prompt_version": stage.prompt_version,
                 "measured_pages": measured,
                 "tokens_in_per_page": round(float(avg_in), 1) if measured else None,
                 "tokens_out_per_page": round(float(avg_out), 1) if measured else None,
@@ -49,5 +51,8 @@ def estimate_tokens(
         "stages": stages,
         "tokens_in": sum(s["tokens_in"] for s in known) if known else None,
         "tokens_out": sum(s["tokens_out"] for s in known) if known else None,
-        "complete": all(s["measured_pages"] for s in stages if s["engine"] == "openai"),
+        # Complete when every stage that spends tokens (a prompted engine) has measurements.
+        "complete": all(
+            s["measured_pages"] for s in stages if engine_spec(str(s["engine"])).prompted
+        ),
     }

@@ -1,7 +1,6 @@
 """Starting runs, and estimating them before they start."""
 
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -9,9 +8,9 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db.tables import Document, Project, Run
 from app.errors import InvalidRequest
-from app.pipeline.config import build_run_config
 from app.pipeline.dispatch import Dispatch
-from app.pipeline.preflight import check_endpoints
+from app.pipeline.preflight import check_engines
+from app.pipeline.run_config import StageRequest, build_run_config
 from app.pipeline.scheduler import advance, materialize
 
 
@@ -37,14 +36,14 @@ def create_run(
     session: Session,
     settings: Settings,
     project: Project,
-    stages: Sequence[dict[str, Any]],
+    stages: Sequence[StageRequest],
     document_ids: Sequence[int] | None = None,
     name: str = "",
 ) -> tuple[Run, list[Dispatch]]:
     """Record a run with its full configuration and queue what can start now."""
     config = build_run_config(stages=stages, schema_fields=project.schema_fields, settings=settings)
     documents = select_documents(session=session, project=project, document_ids=document_ids)
-    check_endpoints(config, settings)
+    check_engines(config, settings)
     run = Run(project_id=project.id, name=name.strip(), config=config, documents=documents)
     session.add(run)
     session.flush()

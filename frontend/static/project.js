@@ -316,9 +316,11 @@
     describe();
   }
 
+  let engines = [];
+
   async function loadEngines() {
     try {
-      const engines = await api("/engines");
+      engines = await api("/engines");
       fillEngines(document.getElementById("ocr-engine"), engines, "ocr", false);
       fillEngines(document.getElementById("correct-engine"), engines, "correct", true, "none");
       document.getElementById("correct-engine").value = "";
@@ -333,8 +335,11 @@
     runError.textContent = "";
     const body = { name: runForm.elements.name.value.trim() };
     const model = runForm.elements.model.value.trim();
+    // The model goes to every stage whose engine takes one (GET /engines lists the parameters).
+    const takesModel = (engine) =>
+      engines.some((e) => e.name === engine && e.parameters.some((p) => p.name === "model"));
     const stage = (name, engine) =>
-      engine === "openai" && model ? { stage: name, engine, parameters: { model } } : { stage: name, engine };
+      takesModel(engine) && model ? { stage: name, engine, parameters: { model } } : { stage: name, engine };
     const stages = [stage("ocr", runForm.elements.ocr.value)];
     if (runForm.elements.correct.value) stages.push(stage("correct", runForm.elements.correct.value));
     if (runForm.elements.extract.value) {

@@ -1,26 +1,35 @@
 """Values shared by the stages."""
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from models.base import EngineResult
 
 
-@dataclass(frozen=True)
-class StageSpec:
-    """One stage of a run's pipeline as recorded in the run's config."""
+class StageSpec(Protocol):
+    """What the stage layer reads of a stage as a run recorded it (the service's StageConfig)."""
 
-    stage: str
-    engine: str
-    parameters: dict[str, Any] = field(default_factory=dict)
-    prompt_version: str | None = None
+    @property
+    def stage(self) -> str: ...
+
+    @property
+    def parameters(self) -> Mapping[str, Any]: ...
+
+    @property
+    def prompt_version(self) -> str | None: ...
+
     #: The prompt text as the run recorded it (so a run stays reproducible if files change).
-    prompt: str | None = None
-    source: str | None = None
-    fields: tuple[str, ...] = ()
+    @property
+    def prompt(self) -> str | None: ...
+
+    @property
+    def fields(self) -> Sequence[str]: ...
+
     #: What extraction reads: "text" (the source stage's), "image" (the page), or "both".
-    inputs: str = "text"
+    @property
+    def inputs(self) -> str | None: ...
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,9 @@ from typing import Any
 
 from rapidfuzz import fuzz
 
-from models.base import EngineRequest, EngineResult
+from models.base import LINE_KEY, EngineRequest, EngineResult
 from models.prompts import load_prompt
 from models.stages.base import PageInput, RecordOutput, StageOutput, StageOutputInvalid, StageSpec
-
-#: Key an engine may add to a record to say which input line (1-based) it came from.
-LINE_KEY = "line"
 
 
 def records_json_schema(fields: Sequence[str]) -> dict[str, Any]:

@@ -131,4 +131,6 @@ def test_a_run_records_everything_that_decides_its_output(
     assert correct["prompt"].startswith("You are correcting")
     assert extract["source"] == "correct" and extract["prompt"] is None
     assert config["schema_fields"] == ["first and middle names", "surname", "occupation", "address"]
-    assert config["render_dpi"] == 300
+    # The resolution is a fact of the rendered pages, not of the web process's settings.
+    assert "render_dpi" not in config and run.json()["page_dpi"] == []
+    assert correct["message_format"] == "openai-chat-v1" and ocr["message_format"] is None

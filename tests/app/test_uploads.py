@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
 from app.config import Settings
+from app.pipeline.celery_app import create_celery
 from tests.helpers import RecordingDispatcher
-from workers.celery_app import create_celery
 from workers.context import make_context
 from workers.tasks.ingest import ingest_document
 

@@ -4,14 +4,15 @@ import os
 import subprocess
 import sys
 
-from app.cli.serve import QUEUE_ORDER, WorkerSpec, worker_command, worker_layout
+from app.cli.serve import WorkerSpec, worker_command, worker_layout
 from app.config import Settings
+from app.pipeline.celery_app import QUEUES
 from tests.conftest import ROOT
 
 
 def test_each_queue_gets_the_pool_that_suits_its_work(tmp_path):
     settings = Settings(data_dir=tmp_path, llm_worker_concurrency=12)
-    layout = worker_layout(settings, QUEUE_ORDER, cpu=3)
+    layout = worker_layout(settings, QUEUES, cpu=3)
     assert layout == [
         WorkerSpec("cpu", "prefork", 3),  # Tesseract and rendering: a process per core
         WorkerSpec("llm", "threads", 12),  # HTTP: threads sharing one event loop and pool

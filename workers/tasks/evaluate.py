@@ -7,8 +7,8 @@ from sqlalchemy.orm import Session
 
 from app.db.session import utcnow
 from app.db.tables import DocumentStatus, Run, RunStatus, StageResult, StageStatus
-from app.evaluation import compute_run_metrics
 from app.pipeline.dispatch import EVALUATE_TASK
+from app.pipeline.evaluation import compute_run_metrics
 from app.pipeline.scheduler import is_settled
 from workers.celery_app import celery_app
 from workers.context import TaskContext, celery_context

@@ -9,7 +9,9 @@ from app.db.session import utcnow
 from app.db.tables import Document, DocumentStatus, Page
 from app.errors import InvalidUpload
 from app.pipeline.dispatch import INGEST_TASK, Dispatch
+from app.pipeline.engines import default_parameters, engine_environment
 from app.pipeline.scheduler import advance, lock_run, materialize, runs_waiting_for
+from models.registry import engine_specs
 from workers.celery_app import celery_app
 from workers.context import TaskContext, celery_context
 
@@ -45,7 +47,7 @@ def ingest_document(ctx: TaskContext, document_id: int) -> None:
 
 
 def _render_and_store(ctx: TaskContext, document_id: int, source: Path, media_type: str) -> int:
-    from app.media import render_pages
+    from app.pipeline.media import render_pages
 
     count = 0
     for rendered in render_pages(
@@ -57,7 +59,7 @@ def _render_and_store(ctx: TaskContext, document_id: int, source: Path, media_ty
     ):
         image = ctx.storage.put_bytes(rendered.png, ".png") if rendered.png else None
         if image is not None:
-            _prepare_for_mllm(ctx, ctx.storage.path(image.key))
+            _prepare_for_engines(ctx, ctx.storage.path(image.key))
         preview = (
             ctx.storage.put_bytes(rendered.preview_jpeg, ".jpg") if rendered.preview_jpeg else None
         )
@@ -87,22 +89,18 @@ def _render_and_store(ctx: TaskContext, document_id: int, source: Path, media_ty
     return count
 
 
-def _prepare_for_mllm(ctx: TaskContext, image: Path) -> None:
-    """Encode the page as the configured mLLM endpoint wants it, once, ahead of any run."""
+def _prepare_for_engines(ctx: TaskContext, image: Path) -> None:
+    """Let each engine prepare a new page ahead of any run (e.g. encode it for an endpoint)."""
     settings = ctx.settings
-    if not settings.openai.model:  # no endpoint configured: nothing to prepare for
-        return
-    from models.images import cached_encode_image
-
-    try:
-        cached_encode_image(
-            image,
-            max_side=settings.openai.image_max_side,
-            fmt=settings.openai.image_format,
-            cache_dir=settings.image_cache_dir,
-        )
-    except Exception:  # a run encodes it again; ingest must not fail over a cache
-        logger.exception("cannot prepare %s for the mLLM endpoint", image.name)
+    for spec in engine_specs().values():
+        if spec.on_page_stored is None:
+            continue
+        try:
+            spec.on_page_stored(
+                image, default_parameters(spec, settings), engine_environment(spec, settings)
+            )
+        except Exception:  # a run prepares it again; ingest must not fail over a head start
+            logger.exception("the %s engine cannot prepare %s", spec.name, image.name)
 
 
 def _finish(

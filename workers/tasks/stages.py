@@ -3,27 +3,22 @@
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from celery.signals import worker_ready
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, joinedload
 
-import models.openai_engine  # noqa: F401  (imported before the pool forks, not per child)
 from app.db.session import utcnow
 from app.db.tables import Page, Record, Run, StageResult, StageStatus
 from app.pipeline.dispatch import STAGE_TASKS, Dispatch
+from app.pipeline.engines import default_parameters, engine_environment
+from app.pipeline.run_config import StageConfig
 from app.pipeline.scheduler import advance, lock_run
 from app.services.imports import imported_pages
 from models.base import EngineError, EngineResult
-from models.registry import get_engine
-from models.stages import (
-    PageInput,
-    StageOutput,
-    StageOutputInvalid,
-    StageSpec,
-    build_requests,
-    parse_result,
-)
+from models.registry import engine_specs, get_engine
+from models.stages import PageInput, StageOutput, StageOutputInvalid, build_requests, parse_result
 from workers.celery_app import celery_app
 from workers.context import TaskContext, celery_context, heartbeat
 
@@ -38,6 +33,8 @@ class ClaimedPage:
     page_id: int
     attempt: int
     page: PageInput
+    #: The resolution the page image was rendered at (None for text pages).
+    dpi: int | None = None
 
 
 def run_stage(ctx: TaskContext, stage: str, result_ids: Sequence[int]) -> None:
@@ -47,23 +44,26 @@ def run_stage(ctx: TaskContext, stage: str, result_ids: Sequence[int]) -> None:
         return
     ids = [c.result_id for c in claimed]
     outcomes: list[StageOutput | EngineError]
+    used: dict[str, Any] = {}
     with heartbeat(lambda: _beat(ctx, ids), ctx.settings.stage_lease_s / 4):
         try:
-            environment = ctx.engine_environment(spec.engine, spec.parameters)
+            environment = ctx.engine_environment(spec.engine)
             engine = get_engine(spec.engine, spec.parameters, environment)
+            used = engine.describe()
             requests = build_requests(spec, [c.page for c in claimed])
             answers = engine.run_batch(requests)
             outcomes = [_parse(spec, c.page, a) for c, a in zip(claimed, answers, strict=True)]
         except EngineError as exc:
             outcomes = [exc] * len(claimed)
         except Exception as exc:
-            _store(ctx, run_id, claimed, [EngineError(f"internal error: {exc}")] * len(claimed))
+            failed = [EngineError(f"internal error: {exc}")] * len(claimed)
+            _store(ctx, run_id, claimed, failed, used)
             raise
-    _store(ctx, run_id, claimed, outcomes)
+    _store(ctx, run_id, claimed, outcomes, used)
 
 
 def _parse(
-    spec: StageSpec, page: PageInput, answer: EngineResult | EngineError
+    spec: StageConfig, page: PageInput, answer: EngineResult | EngineError
 ) -> StageOutput | EngineError:
     if isinstance(answer, EngineError):
         return answer
@@ -75,7 +75,7 @@ def _parse(
 
 def _claim(
     ctx: TaskContext, stage: str, result_ids: Sequence[int]
-) -> tuple[list[ClaimedPage], StageSpec | None, int | None]:
+) -> tuple[list[ClaimedPage], StageConfig | None, int | None]:
     """Take the queued results nobody else runs; read their images and input texts."""
     with ctx.session() as session:
         now = utcnow()
@@ -108,7 +108,7 @@ def _claim(
             .order_by(StageResult.id)
         ).all()
         run = session.get_one(Run, results[0].run_id)
-        spec = stage_spec(run, stage)
+        spec = run.config.stage(stage)
         texts = _source_texts(session, run.id, spec.source, [r.page_id for r in results])
         claimed = [
             ClaimedPage(
@@ -116,25 +116,11 @@ def _claim(
                 page_id=result.page_id,
                 attempt=result.attempts,
                 page=_page_input(ctx, result, texts),
+                dpi=result.page.dpi if result.page.image_key else None,
             )
             for result in results
         ]
         return claimed, spec, run.id
-
-
-def stage_spec(run: Run, stage: str) -> StageSpec:
-    """The stage as the run recorded it."""
-    data = next(s for s in run.config["stages"] if s["stage"] == stage)
-    return StageSpec(
-        stage=stage,
-        engine=data["engine"],
-        parameters=dict(data.get("parameters") or {}),
-        prompt_version=data.get("prompt_version"),
-        prompt=data.get("prompt"),
-        source=data.get("source"),
-        fields=tuple(data.get("fields") or ()),
-        inputs=data.get("inputs") or "text",
-    )
 
 
 def _source_texts(
@@ -184,8 +170,10 @@ def _store(
     run_id: int,
     claimed: list[ClaimedPage],
     outcomes: Sequence[StageOutput | EngineError],
+    used: dict[str, Any],
 ) -> None:
-    """Write every page's outcome, then queue what became ready (after the commit)."""
+    """Write every page's outcome and what the engine used, then queue what became ready
+    (after the commit)."""
     dispatches: list[Dispatch] = []
     with ctx.session() as session:
         run = lock_run(session, run_id)  # stores of one run, one at a time (see lock_run)
@@ -198,8 +186,10 @@ def _store(
             result = by_id.get(item.result_id)
             if result is None or result.status == StageStatus.DONE:
                 continue
+            # What actually happened: the engine's own account, and the page's real resolution.
+            result.parameters = used | ({"dpi": item.dpi} if item.dpi else {})
             if isinstance(outcome, EngineError):
-                dispatches.extend(_record_failure(ctx, result, outcome))
+                dispatches.extend(_record_failure(ctx, run, result, outcome))
             else:
                 _record_success(session, result, outcome)
         if run is not None:
@@ -207,7 +197,9 @@ def _store(
     ctx.dispatcher.send(dispatches)
 
 
-def _record_failure(ctx: TaskContext, result: StageResult, error: EngineError) -> list[Dispatch]:
+def _record_failure(
+    ctx: TaskContext, run: Run | None, result: StageResult, error: EngineError
+) -> list[Dispatch]:
     max_attempts = ctx.settings.stage_max_attempts
     # An engine that retried inside (HTTP retries, invalid outputs) reports how often it tried.
     result.attempts += max(0, error.attempts - 1)
@@ -221,7 +213,7 @@ def _record_failure(ctx: TaskContext, result: StageResult, error: EngineError) -
             Dispatch(
                 task=STAGE_TASKS[result.stage],
                 args=([result.id],),
-                queue=_queue_of(result),
+                queue=run.config.stage(result.stage).queue if run else "cpu",
                 countdown=min(60.0, 2.0**result.attempts),
             )
         ]
@@ -230,13 +222,6 @@ def _record_failure(ctx: TaskContext, result: StageResult, error: EngineError) -
         "stage result %s failed after %s attempt(s): %s", result.id, result.attempts, error
     )
     return []
-
-
-def _queue_of(result: StageResult) -> str:
-    from app.pipeline.engines import CATALOGUE
-
-    info = CATALOGUE.get(result.engine)
-    return info.queue if info else "cpu"
 
 
 def _record_success(session: Session, result: StageResult, output: StageOutput) -> None:
@@ -268,21 +253,18 @@ def _record_success(session: Session, result: StageResult, output: StageOutput) 
 
 
 @worker_ready.connect
-def warm_up_openai(**_kwargs: object) -> None:
-    """Open the client pool for the configured endpoint before the first task needs it."""
+def warm_up_engines(**_kwargs: object) -> None:
+    """Let each engine prepare before the first task needs it (e.g. open an endpoint's pool)."""
     settings = celery_context().settings
-    if not settings.openai.model:
-        return
-    from app.pipeline.engines import default_parameters, engine_environment
-    from models.engine_loop import ENGINE_LOOP
-    from models.openai_engine import SHARED_POOLS, openai_config
-
-    try:
-        parameters = default_parameters("openai", settings)
-        config = openai_config(parameters, engine_environment("openai", parameters, settings))
-        ENGINE_LOOP.run(SHARED_POOLS.get(config))
-    except Exception as exc:  # the first task reports a real problem; this is only a head start
-        logger.warning("openai endpoint not prepared ahead: %s", exc)
+    for spec in engine_specs().values():
+        if spec.on_worker_ready is None:
+            continue
+        try:
+            spec.on_worker_ready(
+                default_parameters(spec, settings), engine_environment(spec, settings)
+            )
+        except Exception as exc:  # the first task reports a real problem; this is a head start
+            logger.warning("%s engine not prepared ahead: %s", spec.name, exc)
 
 
 @celery_app.task(name=STAGE_TASKS["ocr"])

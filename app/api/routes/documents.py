@@ -20,9 +20,9 @@ from app.api.deps import (
 from app.api.views import document_detail, document_public, ground_truth_public
 from app.db.tables import Document, GroundTruthKind
 from app.errors import InvalidUpload, NotFound, UploadTooLarge
-from app.media import decode_text
-from app.pipeline.config import default_stages
 from app.pipeline.dispatch import EVALUATE_TASK, INGEST_TASK, Dispatch
+from app.pipeline.media import decode_text
+from app.pipeline.run_config import default_stages
 from app.schemas.documents import (
     DocumentDetail,
     DocumentPublic,

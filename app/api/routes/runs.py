@@ -18,11 +18,11 @@ from app.api.deps import (
 from app.api.views import API, attachment, run_public
 from app.db.tables import GroundTruth, GroundTruthKind, Record, Run, StageResult
 from app.errors import NotFound
-from app.evaluation import compute_run_metrics
-from app.export import document_transcription, stream_records_csv
 from app.metrics.text import score_text
-from app.pipeline.config import build_run_config, default_stages
-from app.pipeline.engines import CATALOGUE
+from app.pipeline.engines import engines_public
+from app.pipeline.evaluation import compute_run_metrics
+from app.pipeline.export import document_transcription, stream_records_csv
+from app.pipeline.run_config import StageRequest, build_run_config, default_stages
 from app.schemas.runs import PageResult, RecordPublic, RunCreate, RunPublic, StageResultPublic
 from app.services.estimates import estimate_tokens
 from app.services.runs import create_run, select_documents
@@ -31,18 +31,13 @@ router = APIRouter(tags=["runs"])
 
 
 @router.get("/engines")
-def list_engines() -> list[dict[str, Any]]:
-    """The engines this installation knows, with the stages each can run."""
-    return [
-        {"name": e.name, "stages": list(e.stages), "queue": e.queue, "description": e.description}
-        for e in CATALOGUE.values()
-    ]
+def list_engines(settings: SettingsDep) -> list[dict[str, Any]]:
+    """The engines this installation knows: stages, parameters with their defaults and limits."""
+    return engines_public(settings)
 
 
-def _requested_stages(body: RunCreate) -> list[dict[str, Any]]:
-    if body.stages is None:
-        return default_stages()
-    return [stage.model_dump(exclude_none=True) for stage in body.stages]
+def _requested_stages(body: RunCreate) -> list[StageRequest]:
+    return default_stages() if body.stages is None else list(body.stages)
 
 
 @router.post(
@@ -157,7 +152,7 @@ def export_text(
     """A document's transcription from the run (its last text stage unless `stage` is given)."""
     if document.id not in {d.id for d in run.documents}:
         raise NotFound(f"document {document.id} is not part of run {run.id}")
-    stages = [s["stage"] for s in run.config["stages"] if s["stage"] in ("ocr", "correct")]
+    stages = run.config.text_stages
     if stage is not None and stage not in stages:
         raise NotFound(f"run {run.id} has no text stage {stage!r} (stages: {', '.join(stages)})")
     text = document_transcription(session, run, document, stage)

@@ -1,21 +1,16 @@
 """The browser UI: server-rendered pages that the scripts in frontend/static keep live."""
 
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 
 from app.api.deps import DocumentDep, ProjectDep, RunDep, SessionDep
 from app.api.views import document_public, run_public
 from app.db.tables import Document, Project, Run
 from app.errors import NotFound
-
-TEMPLATES = Jinja2Templates(
-    directory=Path(__file__).resolve().parent.parent / "frontend" / "templates"
-)
+from app.web.templates import TEMPLATES
 
 router = APIRouter(include_in_schema=False)
 

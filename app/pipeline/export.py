@@ -10,18 +10,18 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.db.session import session_scope
 from app.db.tables import Document, Page, Record, Run
-from app.evaluation import document_text, final_text_stage, page_texts
+from app.pipeline.evaluation import document_text, page_texts
 
 PROVENANCE = ["document", "page", "line", "run"]
 
 
 def records_header(run: Run) -> list[str]:
     """Schema fields, then where each record came from."""
-    return list(run.config.get("schema_fields") or []) + PROVENANCE
+    return list(run.config.schema_fields) + PROVENANCE
 
 
 def _rows(session: Session, run: Run) -> Iterator[list[object]]:
-    fields = list(run.config.get("schema_fields") or [])
+    fields = run.config.schema_fields
     query = (
         select(Record, Page.number, Document.filename)
         .join(Page, Page.id == Record.page_id)
@@ -66,5 +66,5 @@ def document_transcription(
     session: Session, run: Run, document: Document, stage: str | None = None
 ) -> str:
     """A document's text from a stage (the run's last text stage by default)."""
-    texts = page_texts(session, run, stage or final_text_stage(run))
+    texts = page_texts(session, run, stage or run.config.final_text_stage)
     return document_text(document.pages, texts)

@@ -18,14 +18,6 @@ from app.db.tables import (
 from app.metrics.records import RecordScores, read_records_csv, score_records
 from app.metrics.text import TextScores, score_text
 
-TEXT_STAGES = ("ocr", "correct")
-
-
-def final_text_stage(run: Run) -> str:
-    """The last stage of the run that produces a transcription."""
-    stages = [s["stage"] for s in run.config["stages"] if s["stage"] in TEXT_STAGES]
-    return stages[-1]
-
 
 def page_texts(session: Session, run: Run, stage: str) -> dict[int, str | None]:
     """Page id → the stage's text (None where the stage did not succeed)."""
@@ -62,11 +54,10 @@ def _ground_truth(document: Document) -> tuple[str | None, dict[int, str], str |
 
 def compute_run_metrics(session: Session, run: Run) -> dict[str, Any]:
     """CER/WER per page, document and run for every text stage; record scores where possible."""
-    text_stages = [s["stage"] for s in run.config["stages"] if s["stage"] in TEXT_STAGES]
+    text_stages = run.config.text_stages
     texts = {stage: page_texts(session, run, stage) for stage in text_stages}
-    fields = list(run.config.get("schema_fields") or [])
-    has_extract = any(s["stage"] == "extract" for s in run.config["stages"])
-    out: dict[str, Any] = {"final_stage": text_stages[-1], "text": {}, "records": None}
+    fields = list(run.config.schema_fields)
+    out: dict[str, Any] = {"final_stage": run.config.final_text_stage, "text": {}, "records": None}
     stage_totals: dict[str, TextScores | None] = dict.fromkeys(text_stages)
     stage_docs: dict[str, list[dict[str, Any]]] = defaultdict(list)
     stage_pages: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -90,7 +81,7 @@ def compute_run_metrics(session: Session, run: Run) -> dict[str, Any]:
             )
             total = stage_totals[stage]
             stage_totals[stage] = scores if total is None else total + scores
-        if has_extract and records_truth is not None:
+        if run.config.extracts and records_truth is not None:
             scored = _score_document_records(session, run, document, records_truth, fields)
             record_docs.append(
                 {"document_id": document.id, "filename": document.filename} | scored.as_dict()

@@ -1,0 +1,1 @@
+"""The browser UI: server-rendered pages (`pages`) on the templates in frontend/templates."""
