@@ -6,6 +6,7 @@ whichever engine runs it.
 """
 
 from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,18 @@ class LocalModelSettings(BaseSettings):
     image_max_side: int = Field(default=1288, ge=64)
     dtype: str = "auto"
     batch_size: int = Field(default=8, ge=1)
+
+
+def config_values(
+    config_type: type, parameters: Mapping[str, Any], environment: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A local engine's config fields: the run's parameters for what decides the output, this
+    machine's environment for the rest (model folder, device, memory); None means unset."""
+    names = {f.name for f in fields(config_type)}
+    run_parameters = {p.name for p in LOCAL_MODEL_PARAMETERS} | {"seed"}
+    values = {k: v for k, v in environment.items() if k in names - run_parameters}
+    values.update({k: v for k, v in parameters.items() if k in names & run_parameters})
+    return {k: v for k, v in values.items() if v is not None}
 
 
 #: The run parameters both local engines take.

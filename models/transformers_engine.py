@@ -33,6 +33,7 @@ from models.chat import (
     LOCAL_MODEL_PARAMETERS,
     LocalModelSettings,
     chat_messages,
+    config_values,
     load_page_image,
     model_source,
 )
@@ -40,13 +41,6 @@ from models.spec import EngineSpec
 
 INSTALL_HINT = "pip install 'histocr[transformers]'"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-#: Parameters a run records (they decide the output) and settings of the machine (they do not).
-RECORDED_PARAMETERS = frozenset(
-    {"model", "max_new_tokens", "temperature", "repetition_penalty", "image_max_side"}
-)
-MACHINE_SETTINGS = frozenset(
-    {"model_path", "device", "dtype", "batch_size", "allow_downloads", "attn_implementation"}
-)
 
 
 class TransformersSettings(LocalModelSettings):
@@ -333,10 +327,9 @@ def config_from(
     parameters: Mapping[str, Any], environment: Mapping[str, Any]
 ) -> TransformersConfig:
     """A config from a run's recorded parameters and this machine's environment."""
-    values = {k: v for k, v in parameters.items() if k in RECORDED_PARAMETERS}
+    values = config_values(TransformersConfig, parameters, environment)
     if "max_new_tokens" not in values and "max_tokens" in parameters:
         values["max_new_tokens"] = parameters["max_tokens"]  # the openai engine's name for it
-    values.update({k: v for k, v in environment.items() if k in MACHINE_SETTINGS and v is not None})
     return TransformersConfig(**values)
 
 

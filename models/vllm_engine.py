@@ -31,27 +31,13 @@ from models.chat import (
     LOCAL_MODEL_PARAMETERS,
     LocalModelSettings,
     chat_messages,
+    config_values,
     load_page_image,
     model_source,
 )
 from models.spec import EngineSpec, Parameter
 
 INSTALL_HINT = "pip install 'histocr[gpu]' on a GPU machine"
-#: Parameters a run records (they decide the output) and settings of the machine (they do not).
-RECORDED_PARAMETERS = frozenset(
-    {"model", "max_tokens", "temperature", "image_max_side", "seed", "repetition_penalty"}
-)
-MACHINE_SETTINGS = frozenset(
-    {
-        "model_path",
-        "dtype",
-        "max_model_len",
-        "gpu_memory_utilization",
-        "tensor_parallel_size",
-        "allow_downloads",
-        "batch_size",
-    }
-)
 
 #: Turns chat messages into the model's prompt text (its chat template, generation prompt on).
 RenderPrompt = Callable[[list[dict[str, Any]]], str]
@@ -313,10 +299,9 @@ def _local_source(config: VLLMConfig) -> str:
 
 def config_from(parameters: Mapping[str, Any], environment: Mapping[str, Any]) -> VLLMConfig:
     """A config from a run's recorded parameters and this machine's environment."""
-    values = {k: v for k, v in parameters.items() if k in RECORDED_PARAMETERS}
+    values = config_values(VLLMConfig, parameters, environment)
     if "max_tokens" not in values and "max_new_tokens" in parameters:
         values["max_tokens"] = parameters["max_new_tokens"]
-    values.update({k: v for k, v in environment.items() if k in MACHINE_SETTINGS and v is not None})
     return VLLMConfig(**values)
 
 

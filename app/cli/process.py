@@ -11,6 +11,12 @@ from typing import Any
 import click
 from sqlalchemy import select
 
+from app.cli.engine_options import (
+    check_options_apply,
+    engine_options,
+    engines_for,
+    parameters_of,
+)
 from app.cli.serve import upgrade_database
 from app.config import Settings, get_settings
 from app.db.tables import GroundTruthKind, Page, Run, StageResult, StageStatus
@@ -23,8 +29,6 @@ from app.pipeline.dispatch import (
     InlineDispatcher,
 )
 from app.pipeline.run_config import StageRequest, default_stages
-from models.registry import engine_specs
-from models.spec import Parameter
 
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -49,42 +53,9 @@ class ProcessOptions:
         """The run's stages, each with the options given for a parameter its engine takes."""
         stages = default_stages(ocr=self.ocr, correct=self.correct, extract=self.extract)
         for stage in stages:
-            names = {p.name for p in _spec_or_none(stage.engine)}
+            names = {p.name for p in parameters_of(stage.engine)}
             stage.parameters = {k: v for k, v in self.engine_parameters.items() if k in names}
         return stages
-
-
-def _spec_or_none(engine: str) -> tuple[Parameter, ...]:
-    spec = engine_specs().get(engine)
-    return spec.parameters if spec else ()
-
-
-def _command_line_parameters() -> dict[str, Parameter]:
-    """The engine parameters `histocr process` takes as options, by option name (from the
-    engines' specs: a parameter of several engines is one option)."""
-    options: dict[str, Parameter] = {}
-    for spec in engine_specs().values():
-        for parameter in spec.parameters:
-            if parameter.cli and parameter.cli not in options:
-                options[parameter.cli] = parameter
-    return options
-
-
-def engine_options(command: Any) -> Any:
-    """Add one click option per command-line engine parameter."""
-    for flag, parameter in sorted(_command_line_parameters().items(), reverse=True):
-        engines = [s.name for s in engine_specs().values() if s.parameter(parameter.name)]
-        kind: Any = click.Choice(parameter.choices) if parameter.choices else parameter.kind
-        command = click.option(
-            flag,
-            f"param_{parameter.name}",
-            type=kind,
-            default=None,
-            help=f"{parameter.description[:1].upper()}{parameter.description[1:]} "
-            f"({', '.join(engines)}; default HISTOCR_{engines[0].upper()}_"
-            f"{parameter.name.upper()}).",
-        )(command)
-    return command
 
 
 @click.command()
@@ -99,18 +70,20 @@ def engine_options(command: Any) -> Any:
 @click.option(
     "--ocr",
     default=None,
-    help="OCR engine: tesseract (scans), import (.txt, or with --import-from), openai.",
+    help=f"OCR engine ({engines_for('ocr')}); default: tesseract for scans, import for "
+    ".txt files or with --import-from.",
 )
 @click.option(
     "--correct",
     default=None,
-    help="Post-correction engine (image + OCR text), e.g. openai. Off by default.",
+    help=f"Post-correction engine, page image + OCR text ({engines_for('correct')}). "
+    "Off by default.",
 )
 @click.option(
     "--extract",
     default="rules",
     show_default=True,
-    help="Extraction engine (rules, openai) or 'none'.",
+    help=f"Extraction engine ({engines_for('extract')}) or 'none'.",
 )
 @click.option(
     "--import-from",
@@ -204,7 +177,7 @@ def _options(
     parameters = {k.removeprefix("param_"): v for k, v in given.items() if v is not None}
     ocr_engine = ocr or ("import" if imports else _default_ocr(files))
     extract_engine = None if extract == "none" else extract
-    _check_options_apply(parameters, [ocr_engine, rest.get("correct"), extract_engine])
+    check_options_apply(parameters, [ocr_engine, rest.get("correct"), extract_engine])
     return ProcessOptions(
         files=files,
         ocr=ocr_engine,
@@ -215,18 +188,6 @@ def _options(
         imports=imports,
         **rest,
     )
-
-
-def _check_options_apply(parameters: dict[str, Any], engines: list[str | None]) -> None:
-    """An engine option that no engine of the run takes is a mistake, not something to skip."""
-    taken = {p.name for engine in engines if engine for p in _spec_or_none(engine)}
-    unused = sorted(set(parameters) - taken)
-    if unused:
-        flags = {p.name: flag for flag, p in _command_line_parameters().items()}
-        raise click.UsageError(
-            f"{', '.join(flags[name] for name in unused)}: no engine of this run takes it "
-            f"(engines: {', '.join(e for e in engines if e)})"
-        )
 
 
 def _default_ocr(files: tuple[Path, ...]) -> str:

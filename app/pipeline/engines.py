@@ -33,7 +33,7 @@ def engine_environment(engine: EngineSpec | str, settings: Settings) -> dict[str
         return environment
     run_parameters = {p.name for p in spec.parameters}
     for name, value in own:
-        if name in run_parameters or name == "batch_size":
+        if name in run_parameters:
             continue
         environment[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
     return environment
