@@ -3,13 +3,18 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-test llama-server system-deps test-system-deps services migrate lint clean
+.PHONY: run test test-fast install install-test llama-server system-deps test-system-deps services migrate lint clean
 
 run: system-deps install migrate
 	$(BIN)/histocr serve
 
 test: test-system-deps install-test llama-server services
 	$(BIN)/python -m pytest
+
+# The inner loop (under a minute on 2 cores): no worker, server, CLI run, browser or model
+# (the `e2e` marker, tests/conftest.py), so no llama.cpp build either.
+test-fast: test-system-deps install-test services
+	$(BIN)/python -m pytest -m "not e2e"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     #: Tasks the llm queue's worker runs at once, as threads of one process: each task's pages
     #: are requests in flight, all under the process's HISTOCR_OPENAI_MAX_IN_FLIGHT.
     llm_worker_concurrency: int = Field(default=8, ge=1)
+    #: Scheduling priority of worker processes (and the OCR they run), as `nice` takes it: on a
+    #: machine that also serves the API, OCR yields the CPU to requests; 0 keeps it equal.
+    worker_nice: int = Field(default=10, ge=0, le=19)
 
     host: str = "127.0.0.1"
     port: int = 8000

@@ -6,6 +6,7 @@ from contextlib import AbstractAsyncContextManager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from app.api.errors import install_error_handlers
 from app.api.main import api_router
@@ -23,11 +24,15 @@ def create_app(settings: Settings | None = None, lifespan: Lifespan | None = Non
     """Build the app for the given settings (the environment's by default)."""
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level.upper())
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI and ReDoc served from the installed package, not from a
+    # CDN: archives often run without internet access, where the CDN's pages stay blank.
+    app = FastAPIOffline(
         title="histocr",
         version="0.1.0",
         description="OCR, post-correction and record extraction for historical documents",
         lifespan=lifespan,
+        static_url="/docs-assets",
+        favicon_url="/static/favicon.svg",
     )
     app.state.settings = settings
     app.state.celery = create_celery(settings)

@@ -22,6 +22,20 @@ class EngineRequest:
 
 
 @dataclass(frozen=True)
+class TextLine:
+    """One output line with where it stands on the page image and how sure the engine was."""
+
+    text: str
+    #: (x0, y0, x1, y1) in page-image pixels (the image the page was rendered to).
+    bbox: tuple[int, int, int, int] | None = None
+    #: The engine's confidence, 0–1: the mean over the line's words, and its weakest word.
+    confidence: float | None = None
+    min_confidence: float | None = None
+    #: "body" for the page's text; "header" for running heads and page numbers.
+    kind: str = "body"
+
+
+@dataclass(frozen=True)
 class EngineResult:
     """What an engine produced for one request, with how it was produced."""
 
@@ -33,6 +47,10 @@ class EngineResult:
     tokens_out: int | None = None
     attempts: int = 1
     raw: Any = None
+    #: The text's lines with their geometry, from engines that know it (OCR with layout).
+    lines: tuple[TextLine, ...] | None = None
+    #: What the engine found and did to the page: crop box, deskew angle, scale (recorded).
+    page_layout: Mapping[str, Any] | None = None
 
 
 class EngineError(Exception):

@@ -5,6 +5,7 @@ An engine module defines its settings class (this machine's configuration, from 
 variables), a `SPEC`, and is named in `models.registry.ENGINE_MODULES`; nothing else changes.
 """
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +74,7 @@ class Parameter:
             raise ParameterInvalid(expected) from exc
         if self.kind is int and isinstance(value, float) and converted != value:
             raise ParameterInvalid(expected)
-        if self.kind is float and converted != converted:  # NaN compares unequal to itself
+        if self.kind is float and not math.isfinite(converted):  # JSON has no NaN or infinity
             raise ParameterInvalid(expected)
         self._check_range(converted)
         return converted

@@ -131,6 +131,7 @@ class TransformersEngine:
             "repetition_penalty": self.config.repetition_penalty,
             "image_max_side": self.config.image_max_side,
             "dtype": self.config.dtype,
+            "message_format": LOCAL_MESSAGE_FORMAT,
         }
 
     def load(self) -> None:

@@ -183,6 +183,7 @@ class VLLMEngine:
             "seed": self.config.seed,
             "image_max_side": self.config.image_max_side,
             "dtype": self.config.dtype,
+            "message_format": LOCAL_MESSAGE_FORMAT,
         }
 
     def load(self) -> None:

@@ -2,11 +2,13 @@
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import psycopg
@@ -23,6 +25,18 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHMARK = Path(os.environ.get("HISTOCR_BENCHMARK_DIR", ROOT.parent / "shared" / "benchmark"))
 PG_ADMIN_URL = os.environ.get("HISTOCR_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("HISTOCR_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+#: Fixtures that start a worker, a server, a browser or load a model: their tests are `e2e`,
+#: left out of `make test-fast` (modules made only of such tests also say so themselves).
+E2E_FIXTURES = frozenset({"start_worker", "llama", "llama_server", "tiny_model", "browser"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses an end-to-end fixture as `e2e`."""
+    for item in items:
+        if E2E_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
 
 
 def benchmark_file(*parts: str) -> Path:
@@ -52,11 +66,25 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return {k: v for k, v in env.items() if v}
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated once per session, copied by every test that needs one: a
+    copy takes milliseconds, a migration about 0.1 s (tests/app/test_migrations.py runs them)."""
+    settings = Settings(data_dir=tmp_path_factory.mktemp("sqlite-template"))
+    upgrade_database(settings)
+    path = settings.data_dir / "histocr.db"
+    # Fold the write-ahead log into the file, so that the file alone is the whole database.
+    with closing(sqlite3.connect(path)) as connection:
+        connection.execute("PRAGMA journal_mode=DELETE")
+    return path
+
+
 @pytest.fixture
-def sqlite_settings(tmp_path: Path) -> Settings:
+def sqlite_settings(tmp_path: Path, sqlite_template: Path) -> Settings:
     """Embedded mode: SQLite and the filesystem broker under a temp folder, migrated."""
     settings = Settings(data_dir=tmp_path / "var")
-    upgrade_database(settings)
+    settings.data_dir.mkdir(parents=True)
+    shutil.copyfile(sqlite_template, settings.data_dir / "histocr.db")
     return settings
 
 
@@ -86,7 +114,11 @@ def redis_url() -> str:
 
 @pytest.fixture
 def postgres_settings(tmp_path: Path, postgres_url: str, redis_url: str) -> Settings:
-    """Distributed mode: PostgreSQL and Redis, migrated."""
+    """Distributed mode: PostgreSQL and Redis, migrated.
+
+    Migrated per test: a copy of a migrated template (CREATE DATABASE … TEMPLATE) saves about
+    0.3 s a test, no more than making the template costs while so few tests use PostgreSQL.
+    """
     settings = Settings(data_dir=tmp_path / "var", database_url=postgres_url, broker_url=redis_url)
     upgrade_database(settings)
     return settings

@@ -14,8 +14,8 @@ from app.pipeline.dispatch import Dispatcher
 from app.storage import LocalStorage
 
 
-def get_app_settings(request: Request) -> Settings:
-    """The settings the app was created with."""
+async def get_app_settings(request: Request) -> Settings:
+    """The settings the app was created with (async: an attribute read needs no thread)."""
     settings: Settings = request.app.state.settings
     return settings
 
@@ -24,7 +24,12 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
 def get_session(settings: SettingsDep) -> Iterator[Session]:
-    """One session per request, committed when the route returns without error."""
+    """One session per request, committed when the route returns without error.
+
+    Declared with `scope="function"` (in `SessionDep`): the commit runs before the response is
+    sent. FastAPI's default for a dependency with `yield` ends it after the response is sent,
+    so a client that read "201 Created" and asked at once for what it created got a 404.
+    """
     session = get_sessionmaker(settings.resolved_database_url)()
     try:
         yield session
@@ -36,7 +41,7 @@ def get_session(settings: SettingsDep) -> Iterator[Session]:
         session.close()
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_storage(settings: SettingsDep) -> LocalStorage:
@@ -47,8 +52,8 @@ def get_storage(settings: SettingsDep) -> LocalStorage:
 StorageDep = Annotated[LocalStorage, Depends(get_storage)]
 
 
-def get_dispatcher(request: Request) -> Dispatcher:
-    """Where new work is sent."""
+async def get_dispatcher(request: Request) -> Dispatcher:
+    """Where new work is sent (async: an attribute read needs no thread)."""
     dispatcher: Dispatcher = request.app.state.dispatcher
     return dispatcher
 

@@ -173,8 +173,8 @@ def _options(
             )
     if imports and ocr not in (None, "import"):
         raise click.UsageError(f"--import-from goes with --ocr import, not --ocr {ocr}")
-    given = {key: rest.pop(key) for key in list(rest) if key.startswith("param_")}
-    parameters = {k.removeprefix("param_"): v for k, v in given.items() if v is not None}
+    options = {key: rest.pop(key) for key in list(rest) if key.startswith("param_")}
+    parameters = {k.removeprefix("param_"): v for k, v in options.items() if v is not None}
     ocr_engine = ocr or ("import" if imports else _default_ocr(files))
     extract_engine = None if extract == "none" else extract
     check_options_apply(parameters, [ocr_engine, rest.get("correct"), extract_engine])

@@ -1,6 +1,7 @@
 """`histocr serve`, `histocr worker` and `histocr migrate`."""
 
 import ctypes
+import functools
 import logging
 import os
 import signal
@@ -49,6 +50,18 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+
+
+def _prepare_worker_child(settings: Settings) -> None:
+    _die_with_parent()
+    lower_priority(settings)
+
+
+def lower_priority(settings: Settings) -> None:
+    """Run this process (and what it starts: pool processes, Tesseract) at a lower priority,
+    so that on a machine that also serves the API, requests are answered while OCR runs."""
+    if settings.worker_nice:
+        os.nice(settings.worker_nice)
 
 
 @dataclass(frozen=True)
@@ -114,7 +127,9 @@ def start_worker_process(
     # the pool processes directly (Celery's warm shutdown then waits for them forever); the
     # parent stops the worker itself, and the worker gets SIGTERM if the parent dies first.
     return subprocess.Popen(  # noqa: PLW1509
-        worker_command(settings, spec, name), preexec_fn=_die_with_parent, start_new_session=True
+        worker_command(settings, spec, name),
+        preexec_fn=functools.partial(_prepare_worker_child, settings),
+        start_new_session=True,
     )
 
 
@@ -269,6 +284,7 @@ def _celery_app() -> Any:
 
 
 def _run_worker_here(settings: Settings, spec: WorkerSpec) -> None:
+    lower_priority(settings)
     _celery_app().worker_main(worker_arguments(settings, spec, "worker"))
 
 

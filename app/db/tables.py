@@ -58,6 +58,10 @@ class RunStatus(StrEnum):
     FAILED = "failed"
 
 
+#: A run in one of these has been evaluated: its status and metrics were stored together.
+SETTLED_RUN_STATUSES = (RunStatus.DONE, RunStatus.PARTIAL, RunStatus.FAILED)
+
+
 class GroundTruthKind(StrEnum):
     """Transcription text or a CSV of records."""
 
@@ -223,6 +227,8 @@ class StageResult(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    #: What the engine found on the page and did to it (crop box, deskew angle, scale).
+    page_layout: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
     page: Mapped[Page] = relationship()
 
@@ -242,3 +248,34 @@ class Record(Base):
     line_number: Mapped[int | None] = mapped_column(Integer, default=None)
     source_line: Mapped[str] = mapped_column(Text, default="")
     fields: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Line(Base):
+    """One line of a stage's text with its box on the page image and the engine's confidence."""
+
+    __tablename__ = "lines"
+    __table_args__ = (UniqueConstraint("stage_result_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    page_id: Mapped[int] = mapped_column(ForeignKey("pages.id", ondelete="CASCADE"), index=True)
+    stage_result_id: Mapped[int] = mapped_column(
+        ForeignKey("stage_results.id", ondelete="CASCADE"), index=True
+    )
+    #: Reading order on the page, from 0; the line is line `position + 1` of the stage's text.
+    position: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    x0: Mapped[int | None] = mapped_column(Integer, default=None)
+    y0: Mapped[int | None] = mapped_column(Integer, default=None)
+    x1: Mapped[int | None] = mapped_column(Integer, default=None)
+    y1: Mapped[int | None] = mapped_column(Integer, default=None)
+    confidence: Mapped[float | None] = mapped_column(default=None)
+    min_confidence: Mapped[float | None] = mapped_column(default=None)
+    kind: Mapped[str] = mapped_column(String(20), default="body")
+
+    @property
+    def bbox(self) -> list[int] | None:
+        """[x0, y0, x1, y1] in page-image pixels, or None where the engine gave no geometry."""
+        if None in (self.x0, self.y0, self.x1, self.y1):
+            return None
+        return [int(v) for v in (self.x0, self.y0, self.x1, self.y1)]  # type: ignore[arg-type]

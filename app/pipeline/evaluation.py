@@ -4,7 +4,7 @@ from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from app.db.tables import (
     Document,
@@ -14,6 +14,7 @@ from app.db.tables import (
     Run,
     StageResult,
     StageStatus,
+    run_documents,
 )
 from app.metrics.records import RecordScores, read_records_csv, score_records
 from app.metrics.text import TextScores, score_text
@@ -63,7 +64,9 @@ def compute_run_metrics(session: Session, run: Run) -> dict[str, Any]:
     stage_pages: dict[str, list[dict[str, Any]]] = defaultdict(list)
     record_total: RecordScores | None = None
     record_docs: list[dict[str, Any]] = []
-    for document in run.documents:
+    documents = _run_documents(session, run)
+    hypotheses = _records_by_document(session, run, documents, fields)
+    for document in documents:
         doc_truth, page_truth, records_truth = _ground_truth(document)
         for stage in text_stages:
             for page in document.pages:
@@ -82,7 +85,8 @@ def compute_run_metrics(session: Session, run: Run) -> dict[str, Any]:
             total = stage_totals[stage]
             stage_totals[stage] = scores if total is None else total + scores
         if run.config.extracts and records_truth is not None:
-            scored = _score_document_records(session, run, document, records_truth, fields)
+            _, reference = read_records_csv(records_truth, fields)
+            scored = score_records(reference, hypotheses.get(document.id, []), fields)
             record_docs.append(
                 {"document_id": document.id, "filename": document.filename} | scored.as_dict()
             )
@@ -99,15 +103,35 @@ def compute_run_metrics(session: Session, run: Run) -> dict[str, Any]:
     return out
 
 
-def _score_document_records(
-    session: Session, run: Run, document: Document, truth_csv: str, fields: list[str]
-) -> RecordScores:
-    _, reference = read_records_csv(truth_csv, fields)
-    rows = session.scalars(
-        select(Record)
+def _run_documents(session: Session, run: Run) -> list[Document]:
+    """The run's documents with their pages and ground truth, in three statements."""
+    return list(
+        session.scalars(
+            select(Document)
+            .join(run_documents, run_documents.c.document_id == Document.id)
+            .where(run_documents.c.run_id == run.id)
+            .options(selectinload(Document.pages), selectinload(Document.ground_truths))
+            .order_by(Document.id)
+        )
+    )
+
+
+def _records_by_document(
+    session: Session, run: Run, documents: list[Document], fields: list[str]
+) -> dict[int, list[dict[str, Any]]]:
+    """Document id → the run's records on it (schema fields only), in page and line order."""
+    with_truth = [
+        d.id for d in documents if any(t.kind == GroundTruthKind.RECORDS for t in d.ground_truths)
+    ]
+    if not run.config.extracts or not with_truth:
+        return {}
+    rows = session.execute(
+        select(Page.document_id, Record.fields)
         .join(Page, Page.id == Record.page_id)
-        .where(Record.run_id == run.id, Page.document_id == document.id)
-        .order_by(Page.number, Record.position)
-    ).all()
-    hypothesis = [{name: row.fields.get(name) for name in fields} for row in rows]
-    return score_records(reference, hypothesis, fields)
+        .where(Record.run_id == run.id, Page.document_id.in_(with_truth))
+        .order_by(Page.document_id, Page.number, Record.position)
+    )
+    out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for document_id, values in rows:
+        out[document_id].append({name: values.get(name) for name in fields})
+    return out

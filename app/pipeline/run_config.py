@@ -2,7 +2,7 @@
 created, stored as its JSON, and read through this type everywhere (never by string keys)."""
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -137,7 +137,10 @@ def build_run_config(
 
 
 def _stage_config(
-    requested: StageRequest, schema_fields: Sequence[str], settings: Settings, previous: list[str]
+    requested: StageRequest,
+    schema_fields: Sequence[str],
+    settings: Settings,
+    previous: Sequence[str],
 ) -> StageConfig:
     spec = engine_specs().get(requested.engine)
     if spec is None or requested.stage not in spec.stages:
@@ -148,15 +151,15 @@ def _stage_config(
         )
     prompt = _prompt(requested.stage, requested.prompt_version) if spec.prompted else None
     return StageConfig(
-        stage=requested.stage,  # type: ignore[arg-type]  (checked against STAGES above)
+        stage=cast(StageName, requested.stage),  # checked against STAGES by the caller
         engine=spec.name,
         parameters=_parameters(spec, requested.parameters, settings),
         prompt_version=prompt.version if prompt else None,
         prompt=prompt.text if prompt else None,
         message_format=spec.message_format,
-        source=_source(requested.stage, requested.source, previous),  # type: ignore[arg-type]
+        source=cast(TextStageName | None, _source(requested.stage, requested.source, previous)),
         fields=tuple(schema_fields) if requested.stage == "extract" else (),
-        inputs=_inputs(requested.stage, spec, requested.inputs),  # type: ignore[arg-type]
+        inputs=cast(ExtractInputs | None, _inputs(requested.stage, spec, requested.inputs)),
         queue=spec.queue,
         batch_size=batch_size(spec, settings),
     )
@@ -191,7 +194,7 @@ def _prompt(stage: str, version: str | None) -> Prompt:
         raise InvalidRequest(str(exc)) from exc
 
 
-def _source(stage: str, requested: str | None, previous: list[str]) -> str | None:
+def _source(stage: str, requested: str | None, previous: Sequence[str]) -> str | None:
     """The text stage a correction or extraction reads (default: the latest one before it)."""
     if stage == "ocr":
         if requested is not None:

@@ -4,6 +4,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
@@ -40,7 +41,7 @@ def materialize(session: Session, run: Run) -> None:
         .where(run_documents.c.run_id == run.id, Document.status == DocumentStatus.READY)
         .order_by(Page.document_id, Page.number)
     ).all()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "run_id": run.id,
             "page_id": page_id,
@@ -182,19 +183,6 @@ def is_settled(session: Session, run: Run) -> bool:
         )
     )
     return not open_results
-
-
-def stage_counts(session: Session, run_id: int) -> dict[str, dict[str, int]]:
-    """How many pages each stage has in each status."""
-    rows = session.execute(
-        select(StageResult.stage, StageResult.status, func.count())
-        .where(StageResult.run_id == run_id)
-        .group_by(StageResult.stage, StageResult.status)
-    ).all()
-    counts: dict[str, dict[str, int]] = defaultdict(lambda: {s.value: 0 for s in StageStatus})
-    for stage, status, count in rows:
-        counts[stage][status] = count
-    return dict(counts)
 
 
 def runs_waiting_for(session: Session, document_id: int) -> list[Run]:

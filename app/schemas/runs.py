@@ -66,6 +66,21 @@ class StageResultPublic(BaseModel):
     latency_s: float | None
     attempts: int
     error: str | None
+    #: What the engine found on the page and did to it: crop box, deskew angle, scale.
+    page_layout: dict[str, Any] | None = None
+
+
+class LinePublic(BaseModel):
+    """A line of the page's text: its box on the page image and the engine's confidence."""
+
+    id: int
+    stage: str
+    position: int
+    text: str
+    bbox: list[int] | None = Field(description="[x0, y0, x1, y1] in page-image pixels")
+    confidence: float | None = Field(description="mean word confidence, 0–1")
+    min_confidence: float | None = Field(description="the weakest word's confidence, 0–1")
+    kind: str = Field(description="body, or header for running heads and page numbers")
 
 
 class RecordPublic(BaseModel):
@@ -89,5 +104,7 @@ class PageResult(BaseModel):
     preview_url: str | None
     stages: list[StageResultPublic]
     records: list[RecordPublic]
+    #: The lines of the latest text stage that knows where its lines are (OCR with layout).
+    lines: list[LinePublic] = Field(default_factory=list)
     ground_truth: str | None
     metrics: dict[str, Any]

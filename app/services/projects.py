@@ -5,13 +5,13 @@ from sqlalchemy.orm import Session
 
 from app.db.tables import (
     DEFAULT_SCHEMA_FIELDS,
+    SETTLED_RUN_STATUSES,
     Document,
     GroundTruth,
     GroundTruthKind,
     Page,
     Project,
     Run,
-    RunStatus,
     run_documents,
 )
 from app.errors import Conflict, InvalidRequest
@@ -82,15 +82,21 @@ def attach_ground_truth(
     return truth
 
 
-def finished_runs_with(session: Session, document_id: int) -> list[Run]:
-    """Settled runs that include a document (their metrics change with its ground truth)."""
-    return list(
+def runs_to_rescore(session: Session, document_id: int) -> list[Run]:
+    """Settled runs that include a document, their stored metrics dropped: they change with the
+    document's ground truth, so until the evaluate task stores them again they are computed
+    when asked for (see `app.api.routes.runs.get_metrics`) instead of served stale."""
+    runs = list(
         session.scalars(
             select(Run)
             .join(run_documents, run_documents.c.run_id == Run.id)
             .where(
                 run_documents.c.document_id == document_id,
-                Run.status.in_([RunStatus.DONE, RunStatus.PARTIAL, RunStatus.FAILED]),
+                Run.status.in_(SETTLED_RUN_STATUSES),
             )
         )
     )
+    for run in runs:
+        run.metrics = None
+    session.flush()
+    return runs

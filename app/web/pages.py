@@ -5,10 +5,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from app.api.deps import DocumentDep, ProjectDep, RunDep, SessionDep
-from app.api.views import document_public, run_public
-from app.db.tables import Document, Project, Run
+from app.api.views import documents_public, run_public, runs_public
+from app.db.tables import Document, Project, Run, run_documents
 from app.errors import NotFound
 from app.web.templates import TEMPLATES
 
@@ -29,17 +30,14 @@ def index(request: Request, session: SessionDep) -> HTMLResponse:
 @router.get("/projects/{project_id}", response_class=HTMLResponse)
 def project_page(request: Request, project: ProjectDep, session: SessionDep) -> HTMLResponse:
     """A project: upload, documents, runs."""
-    documents = session.scalars(
-        select(Document).where(Document.project_id == project.id).order_by(Document.id)
-    ).all()
     runs = session.scalars(select(Run).where(Run.project_id == project.id).order_by(Run.id.desc()))
     return _render(
         request,
         "project.html",
         {
             "project": project,
-            "documents": [document_public(session, d) for d in documents],
-            "runs": [run_public(session, r) for r in runs],
+            "documents": documents_public(session, Document.project_id == project.id),
+            "runs": runs_public(session, runs.all()),
         },
     )
 
@@ -48,10 +46,17 @@ def project_page(request: Request, project: ProjectDep, session: SessionDep) -> 
 def run_page(request: Request, run: RunDep, session: SessionDep) -> HTMLResponse:
     """A run: progress, scores, downloads, its documents and pages."""
     project = session.get_one(Project, run.project_id)
+    documents = session.scalars(
+        select(Document)
+        .join(run_documents, run_documents.c.document_id == Document.id)
+        .where(run_documents.c.run_id == run.id)
+        .options(selectinload(Document.pages))  # the template counts each document's pages
+        .order_by(Document.id)
+    ).all()
     return _render(
         request,
         "run.html",
-        {"run": run_public(session, run), "project": project, "documents": run.documents},
+        {"run": run_public(session, run), "project": project, "documents": documents},
     )
 
 

@@ -13,6 +13,8 @@ from app.metrics.text import score_text
 from tests.conftest import ROOT, benchmark_file
 from tests.helpers import PRINTED_LINES, REFERENCE_NUMBERS, render_page
 
+pytestmark = pytest.mark.e2e  # every test runs `histocr` in a subprocess
+
 TYPES = range(1, 6)
 FIELDS = ["first and middle names", "surname", "occupation", "address"]
 

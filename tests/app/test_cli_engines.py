@@ -6,9 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.fakes.openai_server import Reply, images
 from tests.helpers import PRINTED_LINES, render_page
+
+pytestmark = pytest.mark.e2e  # every test runs `histocr process` in a subprocess
 
 MODEL = "fake-vlm"
 KEY = "sk-cli-test-key"

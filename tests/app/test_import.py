@@ -6,9 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from app.metrics.text import score_text
 from tests.conftest import BENCHMARK, ROOT, benchmark_file
 from tests.test_flow import wait_for_run
+
+pytestmark = pytest.mark.e2e  # `histocr process` runs and real workers
 
 
 def histocr(*args: object) -> subprocess.CompletedProcess:

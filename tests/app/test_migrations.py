@@ -127,6 +127,7 @@ def test_downgrade_to_base_and_up_again_on_sqlite(sqlite_url, tmp_path, engine_f
     assert schema_differences(engine) == []
 
 
+@pytest.mark.e2e  # a `histocr` subprocess
 def test_histocr_migrate_command_creates_the_database(tmp_path, engine_for):
     url = f"sqlite:///{tmp_path / 'cli' / 'histocr.db'}"
     result = subprocess.run(

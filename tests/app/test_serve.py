@@ -8,9 +8,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import ROOT
 from tests.helpers import PRINTED_LINES, render_page
+
+pytestmark = pytest.mark.e2e  # starts `histocr serve` and its workers
 
 
 def free_port() -> int:

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from app.cli.serve import WorkerSpec, worker_command, worker_layout
 from app.config import Settings
 from app.pipeline.celery_app import QUEUES
@@ -34,6 +36,7 @@ def test_worker_command_names_queue_pool_and_size():
     assert hostname.startswith(f"embedded-{os.getpid()}-cpu+llm@")
 
 
+@pytest.mark.e2e  # a `histocr` subprocess
 def test_an_unknown_queue_is_a_usage_error():
     env = {k: v for k, v in os.environ.items() if not k.startswith("HISTOCR_")}
     done = subprocess.run(

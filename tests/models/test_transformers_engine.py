@@ -119,12 +119,14 @@ def test_sampling_runs(tiny_model: Path, pages: list[Path]) -> None:
     assert len(results) == 3
 
 
+@pytest.mark.e2e  # imports torch and transformers (about 10 s)
 def test_a_missing_model_folder_is_a_clear_error(tmp_path: Path) -> None:
     engine = TransformersEngine(TransformersConfig(model=str(tmp_path / "no-model"), device="cpu"))
     with pytest.raises(EngineNotAvailable, match="no-model not found"):
         engine.run_batch([EngineRequest(prompt=PROMPT)])
 
 
+@pytest.mark.e2e  # imports torch and transformers (about 10 s)
 def test_an_uncached_hub_model_is_not_downloaded() -> None:
     engine = TransformersEngine(
         TransformersConfig(model="histocr-test/no-such-model", device="cpu")
@@ -133,6 +135,7 @@ def test_an_uncached_hub_model_is_not_downloaded() -> None:
         engine.load()
 
 
+@pytest.mark.e2e  # imports torch (about 5 s)
 def test_without_transformers_the_engine_says_how_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -61,7 +61,7 @@ def test_concurrent_stores_of_the_last_pages_queue_the_evaluation(
     monkeypatch.setattr(scheduler, "is_settled", check_together)
     failed = EngineError("page unreadable", retryable=False)
     threads = [
-        threading.Thread(target=stages._store, args=(context, run["id"], pages, [failed]))
+        threading.Thread(target=stages._store, args=(context, run["id"], pages, [failed], {}))
         for pages in claimed
     ]
     for thread in threads:

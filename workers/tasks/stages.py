@@ -6,17 +6,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery.signals import worker_ready
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from app.db.session import utcnow
-from app.db.tables import Page, Record, Run, StageResult, StageStatus
+from app.db.tables import Line, Page, Record, Run, StageResult, StageStatus
 from app.pipeline.dispatch import STAGE_TASKS, Dispatch
 from app.pipeline.engines import default_parameters, engine_environment
 from app.pipeline.run_config import StageConfig
 from app.pipeline.scheduler import advance, lock_run
 from app.services.imports import imported_pages
-from models.base import EngineError, EngineResult
+from models.base import EngineError, EngineResult, TextLine
 from models.registry import engine_specs, get_engine
 from models.stages import PageInput, StageOutput, StageOutputInvalid, build_requests, parse_result
 from workers.celery_app import celery_app
@@ -235,6 +235,8 @@ def _record_success(session: Session, result: StageResult, output: StageOutput) 
     result.latency_s = answer.latency_s
     result.error = None
     result.finished_at = utcnow()
+    result.page_layout = dict(answer.page_layout) if answer.page_layout else None
+    _store_lines(session, result, answer.lines)
     if output.records is None:
         return
     session.execute(delete(Record).where(Record.stage_result_id == result.id))
@@ -250,6 +252,33 @@ def _record_success(session: Session, result: StageResult, output: StageOutput) 
                 fields=record.fields,
             )
         )
+
+
+def _store_lines(session: Session, result: StageResult, lines: Sequence[TextLine] | None) -> None:
+    """The lines of the page's text with their geometry (replacing an earlier attempt's)."""
+    session.execute(delete(Line).where(Line.stage_result_id == result.id))
+    if not lines:
+        return
+    session.execute(
+        insert(Line),
+        [
+            {
+                "run_id": result.run_id,
+                "page_id": result.page_id,
+                "stage_result_id": result.id,
+                "position": position,
+                "text": line.text,
+                "x0": line.bbox[0] if line.bbox else None,
+                "y0": line.bbox[1] if line.bbox else None,
+                "x1": line.bbox[2] if line.bbox else None,
+                "y1": line.bbox[3] if line.bbox else None,
+                "confidence": line.confidence,
+                "min_confidence": line.min_confidence,
+                "kind": line.kind,
+            }
+            for position, line in enumerate(lines)
+        ],
+    )
 
 
 @worker_ready.connect

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile, status
 from fastapi.responses import FileResponse
-from sqlalchemy import select
 
 from app.api.deps import (
     DispatcherDep,
@@ -17,7 +16,12 @@ from app.api.deps import (
     SettingsDep,
     StorageDep,
 )
-from app.api.views import document_detail, document_public, ground_truth_public
+from app.api.views import (
+    document_detail,
+    document_public,
+    documents_public,
+    ground_truth_public,
+)
 from app.db.tables import Document, GroundTruthKind
 from app.errors import InvalidUpload, NotFound, UploadTooLarge
 from app.pipeline.dispatch import EVALUATE_TASK, INGEST_TASK, Dispatch
@@ -32,7 +36,7 @@ from app.schemas.documents import (
 )
 from app.services.documents import SpooledUpload, discard, spool_upload, store_uploads
 from app.services.imports import attach_imported_text
-from app.services.projects import attach_ground_truth, finished_runs_with
+from app.services.projects import attach_ground_truth, runs_to_rescore
 from app.services.runs import create_run
 
 router = APIRouter(tags=["documents"])
@@ -86,10 +90,11 @@ def upload_documents(
         )
         run_id = run.id
         dispatches.extend(more)
+    listed = documents_public(session, Document.id.in_({doc.id for doc, _ in stored}))
+    by_id = {d["id"]: d for d in listed}
     result = UploadResult(
         documents=[
-            UploadedDocument(**document_public(session, doc), duplicate=not created)
-            for doc, created in stored
+            UploadedDocument(**by_id[doc.id], duplicate=not created) for doc, created in stored
         ],
         run_id=run_id,
     )
@@ -101,10 +106,7 @@ def upload_documents(
 @router.get("/projects/{project_id}/documents", response_model=list[DocumentPublic])
 def list_documents(project: ProjectDep, session: SessionDep) -> list[dict[str, object]]:
     """The project's documents, oldest first."""
-    documents = session.scalars(
-        select(Document).where(Document.project_id == project.id).order_by(Document.id)
-    )
-    return [document_public(session, d) for d in documents]
+    return documents_public(session, Document.project_id == project.id)
 
 
 @router.get("/documents/{document_id}", response_model=DocumentDetail)
@@ -144,7 +146,7 @@ def get_page_preview(page: PageDep, storage: StorageDep) -> FileResponse:
     status_code=status.HTTP_201_CREATED,
     response_model=GroundTruthPublic,
 )
-async def upload_ground_truth(
+def upload_ground_truth(
     document: DocumentDep,
     session: SessionDep,
     dispatcher: DispatcherDep,
@@ -157,7 +159,7 @@ async def upload_ground_truth(
 ) -> GroundTruthPublic:
     """Attach a transcription (document or page) or a records CSV; finished runs are re-scored."""
     filename = file.filename or "ground-truth"
-    data = await file.read(settings.max_upload_bytes + 1)
+    data = file.file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise UploadTooLarge(f"{filename}: larger than the upload limit")
     chosen = _ground_truth_kind(kind, filename)
@@ -172,7 +174,7 @@ async def upload_ground_truth(
     result = ground_truth_public(truth)
     rescore = [
         Dispatch(task=EVALUATE_TASK, args=(run.id,), queue="cpu")
-        for run in finished_runs_with(session, document.id)
+        for run in runs_to_rescore(session, document.id)
     ]
     session.commit()
     dispatcher.send(rescore)

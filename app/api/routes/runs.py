@@ -1,10 +1,12 @@
 """Starting runs, following their progress, reading results, metrics and exports."""
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, status
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from app.api.deps import (
     DispatcherDep,
@@ -15,15 +17,30 @@ from app.api.deps import (
     SessionDep,
     SettingsDep,
 )
-from app.api.views import API, attachment, run_public
-from app.db.tables import GroundTruth, GroundTruthKind, Record, Run, StageResult
+from app.api.views import API, attachment, run_public, runs_public
+from app.db.tables import (
+    SETTLED_RUN_STATUSES,
+    GroundTruth,
+    GroundTruthKind,
+    Line,
+    Record,
+    Run,
+    StageResult,
+)
 from app.errors import NotFound
 from app.metrics.text import score_text
 from app.pipeline.engines import engines_public
 from app.pipeline.evaluation import compute_run_metrics
 from app.pipeline.export import document_transcription, stream_records_csv
-from app.pipeline.run_config import StageRequest, build_run_config, default_stages
-from app.schemas.runs import PageResult, RecordPublic, RunCreate, RunPublic, StageResultPublic
+from app.pipeline.run_config import TEXT_STAGES, StageRequest, build_run_config, default_stages
+from app.schemas.runs import (
+    LinePublic,
+    PageResult,
+    RecordPublic,
+    RunCreate,
+    RunPublic,
+    StageResultPublic,
+)
 from app.services.estimates import estimate_tokens
 from app.services.runs import create_run, select_documents
 
@@ -81,7 +98,7 @@ def estimate_run(
 def list_runs(project: ProjectDep, session: SessionDep) -> list[RunPublic]:
     """The project's runs, newest first."""
     runs = session.scalars(select(Run).where(Run.project_id == project.id).order_by(Run.id.desc()))
-    return [run_public(session, run) for run in runs]
+    return runs_public(session, runs.all())
 
 
 @router.get("/runs/{run_id}", response_model=RunPublic)
@@ -92,8 +109,14 @@ def get_run(run: RunDep, session: SessionDep) -> RunPublic:
 
 @router.get("/runs/{run_id}/metrics")
 def get_metrics(run: RunDep, session: SessionDep) -> dict[str, Any]:
-    """CER/WER (raw and normalized) per page, document and run; record scores; as fractions."""
-    return {"run_id": run.id, "status": run.status} | compute_run_metrics(session, run)
+    """CER/WER (raw and normalized) per page, document and run; record scores; as fractions.
+
+    A settled run's are those its evaluation stored; a running run's (or one whose ground truth
+    changed since, until it is evaluated again) are computed now and provisional.
+    """
+    stored = run.metrics if run.status in SETTLED_RUN_STATUSES else None
+    metrics = stored if stored is not None else compute_run_metrics(session, run)
+    return {"run_id": run.id, "status": run.status} | metrics
 
 
 @router.get("/runs/{run_id}/pages/{page_id}", response_model=PageResult)
@@ -111,6 +134,7 @@ def get_page_result(run: RunDep, page: PageDep, session: SessionDep) -> PageResu
         .where(Record.run_id == run.id, Record.page_id == page.id)
         .order_by(Record.position)
     ).all()
+    lines = _page_lines(session, results)
     truth = session.scalar(
         select(GroundTruth).where(
             GroundTruth.page_id == page.id, GroundTruth.kind == GroundTruthKind.TEXT
@@ -130,9 +154,39 @@ def get_page_result(run: RunDep, page: PageDep, session: SessionDep) -> PageResu
         preview_url=f"{API}/pages/{page.id}/preview" if page.preview_key else None,
         stages=[StageResultPublic.model_validate(r, from_attributes=True) for r in results],
         records=[RecordPublic.model_validate(r, from_attributes=True) for r in records],
+        lines=lines,
         ground_truth=truth.content if truth else None,
         metrics=metrics,
     )
+
+
+def _page_lines(session: Session, results: Sequence[StageResult]) -> list[LinePublic]:
+    """The lines of the last text stage that has them, with their geometry."""
+    stage_of = {r.id: r.stage for r in results if r.stage in TEXT_STAGES}
+    if not stage_of:
+        return []
+    rows = session.scalars(
+        select(Line)
+        .where(Line.stage_result_id.in_(list(stage_of)))
+        .order_by(Line.stage_result_id, Line.position)
+    ).all()
+    by_stage: dict[str, list[LinePublic]] = {}
+    for row in rows:
+        stage = stage_of[row.stage_result_id]
+        by_stage.setdefault(stage, []).append(
+            LinePublic(
+                id=row.id,
+                stage=stage,
+                position=row.position,
+                text=row.text,
+                bbox=row.bbox,
+                confidence=row.confidence,
+                min_confidence=row.min_confidence,
+                kind=row.kind,
+            )
+        )
+    latest = [stage for stage in TEXT_STAGES if stage in by_stage]
+    return by_stage[latest[-1]] if latest else []
 
 
 @router.get("/runs/{run_id}/records.csv", response_class=StreamingResponse)
