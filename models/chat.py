@@ -15,7 +15,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings
 
 from models.base import EngineError, EngineNotAvailable, EngineRequest
-from models.spec import Parameter
+from models.spec import EngineFactory, EngineSpec, Parameter
 
 #: How requests are laid out in the local engines' chat messages (recorded like a prompt).
 LOCAL_MESSAGE_FORMAT = "qwen2-vl-chat-v1"
@@ -136,3 +136,29 @@ def model_source(model: str, model_path: str | None = None) -> str:
             "(save a model there with save_pretrained, or name a hub id)"
         )
     return str(folder)
+
+
+def local_model_spec(
+    *,
+    name: str,
+    description: str,
+    create: EngineFactory,
+    settings: type[BaseSettings],
+    batch_size: int,
+    parameters: tuple[Parameter, ...] = LOCAL_MODEL_PARAMETERS,
+) -> EngineSpec:
+    """The spec of a vision-language model run inside a `gpu` worker: every stage, prompted."""
+    return EngineSpec(
+        name=name,
+        description=description,
+        stages=("ocr", "correct", "extract"),
+        queue="gpu",
+        create=create,
+        settings=settings,
+        batch_size=batch_size,
+        prompted=True,
+        message_format=LOCAL_MESSAGE_FORMAT,
+        needs_model=True,
+        extract_inputs=("text", "image", "both"),
+        parameters=parameters,
+    )

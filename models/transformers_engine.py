@@ -30,14 +30,13 @@ from models.base import EngineError, EngineNotAvailable, EngineRequest, EngineRe
 from models.chat import (
     IMAGE_PART,
     LOCAL_MESSAGE_FORMAT,
-    LOCAL_MODEL_PARAMETERS,
     LocalModelSettings,
     chat_messages,
     config_values,
     load_page_image,
+    local_model_spec,
     model_source,
 )
-from models.spec import EngineSpec
 
 INSTALL_HINT = "pip install 'histocr[transformers]'"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -341,17 +340,10 @@ def create_engine(
     return TransformersEngine(config_from(parameters, environment))
 
 
-SPEC = EngineSpec(
+SPEC = local_model_spec(
     name="transformers",
     description="A local Hugging Face vision-language model (Qwen2-VL family), CPU or GPU",
-    stages=("ocr", "correct", "extract"),
-    queue="gpu",
     create=create_engine,
     settings=TransformersSettings,
     batch_size=8,
-    prompted=True,
-    message_format=LOCAL_MESSAGE_FORMAT,
-    needs_model=True,
-    extract_inputs=("text", "image", "both"),
-    parameters=LOCAL_MODEL_PARAMETERS,
 )

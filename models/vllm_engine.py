@@ -33,9 +33,10 @@ from models.chat import (
     chat_messages,
     config_values,
     load_page_image,
+    local_model_spec,
     model_source,
 )
-from models.spec import EngineSpec, Parameter
+from models.spec import Parameter
 
 INSTALL_HINT = "pip install 'histocr[gpu]' on a GPU machine"
 
@@ -311,17 +312,11 @@ def create_engine(parameters: Mapping[str, Any], environment: Mapping[str, Any])
     return VLLMEngine(config_from(parameters, environment))
 
 
-SPEC = EngineSpec(
+SPEC = local_model_spec(
     name="vllm",
     description="A vision-language model in-process with vLLM on a GPU worker",
-    stages=("ocr", "correct", "extract"),
-    queue="gpu",
     create=create_engine,
     settings=VLLMSettings,
     batch_size=256,
-    prompted=True,
-    message_format=LOCAL_MESSAGE_FORMAT,
-    needs_model=True,
-    extract_inputs=("text", "image", "both"),
     parameters=(*LOCAL_MODEL_PARAMETERS, Parameter("seed", int, "sampling seed", minimum=0)),
 )
