@@ -16,6 +16,8 @@ class EngineRequest:
     prompt: str | None = None
     system: str | None = None
     image_path: Path | None = None
+    #: The resolution the page image was rendered at (None: unknown).
+    image_dpi: int | None = None
     text: str | None = None
     json_schema: Mapping[str, Any] | None = None
     parameters: Mapping[str, Any] = field(default_factory=dict)
@@ -26,6 +28,8 @@ class TextLine:
     """One output line with where it stands on the page image and how sure the engine was."""
 
     text: str
+    #: The line as printed, where `text` is regularised (ſ → s); None when they are the same.
+    diplomatic: str | None = None
     #: (x0, y0, x1, y1) in page-image pixels (the image the page was rendered to).
     bbox: tuple[int, int, int, int] | None = None
     #: The engine's confidence, 0–1: the mean over the line's words, and its weakest word.

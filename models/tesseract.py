@@ -1,18 +1,43 @@
-"""Tesseract OCR (offline; Fraktur and German models from the operating system)."""
+"""Tesseract OCR, offline: the page found in the photograph, deskewed and cleaned, read by the
+shipped frak2021 Fraktur model, and returned as lines with boxes and confidences.
 
-import os
+The steps are in `models.ocr` (page preparation, Tesseract's TSV, layout, regularisation);
+each is a run parameter, recorded with the run, and what each did to a page (crop box,
+angle, scale) is recorded with the page's result.
+"""
+
 import shutil
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from PIL import Image, UnidentifiedImageError
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from models.base import EngineError, EngineNotAvailable, EngineRequest, EngineResult
+from models.base import EngineError, EngineNotAvailable, EngineRequest, EngineResult, TextLine
+from models.ocr import (
+    LayoutOptions,
+    PreparedPage,
+    PrepOptions,
+    TesseractCall,
+    TesseractFailed,
+    lines_from_words,
+    parse_tsv,
+    prepare_page,
+    regularise,
+    run_tesseract_tsv,
+)
+from models.ocr.tessdata import available_models, search_path, tessdata_for
 from models.spec import EngineSpec, Parameter
+
+TRANSCRIPTIONS = ("normalised", "diplomatic")
+CONTRASTS = ("normalise", "none", "binarise")
+INSTALL_HINT = "on Debian: apt-get install tesseract-ocr"
 
 
 class TesseractSettings(BaseSettings):
@@ -20,131 +45,178 @@ class TesseractSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="HISTOCR_TESSERACT_", extra="ignore")
 
-    languages: str = "Fraktur+deu"
-    psm: int = Field(default=4, ge=0, le=13)
+    languages: str = "frak2021"
+    psm: int = Field(default=6, ge=0, le=13)
     oem: int = Field(default=1, ge=0, le=3)
     timeout_s: float = Field(default=300.0, gt=0)
     binary: str = "tesseract"
+    #: A folder of further models (`*.traineddata`), looked in before the shipped ones and the
+    #: system's; HISTOCR_TESSDATA_DIR works too.
+    tessdata_dir: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("HISTOCR_TESSERACT_TESSDATA_DIR", "HISTOCR_TESSDATA_DIR"),
+    )
 
 
 @dataclass(frozen=True)
 class TesseractConfig:
-    """How Tesseract is called."""
+    """How Tesseract is called and which preparation and layout steps run."""
 
-    languages: str = "Fraktur+deu"
-    psm: int = 4
+    languages: str = "frak2021"
+    psm: int = 6
     oem: int = 1
     timeout_s: float = 300.0
+    crop: bool = True
+    deskew: bool = True
+    contrast: str = "normalise"
+    #: Enlarge pages whose text line pitch is under this many pixels (0: never).
+    upscale_below_pitch: int = 48
+    transcription: str = "normalised"
     binary: str = "tesseract"
+    tessdata_dir: str | None = None
 
 
 class TesseractEngine:
-    """Runs the `tesseract` command on a page image file; ignores prompts."""
+    """Runs Tesseract on each prepared page image; ignores prompts."""
 
     name = "tesseract"
 
     def __init__(self, config: TesseractConfig) -> None:
         self.config = config
-        self._checked = False
+        self._tessdata: Path | None = None
 
     def describe(self) -> dict[str, Any]:
-        """The parameters that decide the output."""
+        """The parameters that decide the output, and the Tesseract that produced it."""
+        config = self.config
         return {
-            "model": f"tesseract {self.version()} ({self.config.languages})",
-            "languages": self.config.languages,
-            "psm": self.config.psm,
-            "oem": self.config.oem,
+            "model": f"tesseract {_version(self._binary())} ({config.languages})",
+            "languages": config.languages,
+            "psm": config.psm,
+            "oem": config.oem,
+            "crop": config.crop,
+            "deskew": config.deskew,
+            "contrast": config.contrast,
+            "upscale_below_pitch": config.upscale_below_pitch,
+            "transcription": config.transcription,
         }
 
-    def version(self) -> str:
-        """The installed Tesseract version, e.g. `5.3.0`."""
-        binary = self._binary()
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30)
-        first = (out.stdout or out.stderr).splitlines()[0] if (out.stdout or out.stderr) else ""
-        return first.replace("tesseract", "").strip() or "unknown"
-
-    def check(self) -> None:
-        """Fail clearly when Tesseract or one of its language models is missing."""
-        binary = self._binary()
-        out = subprocess.run([binary, "--list-langs"], capture_output=True, text=True, timeout=30)
-        available = {line.strip() for line in out.stdout.splitlines()[1:]}
-        missing = [lang for lang in self.config.languages.split("+") if lang not in available]
-        if missing:
+    def check(self) -> Path:
+        """The folder with every model of the run; EngineNotAvailable naming what is missing."""
+        folders = search_path(self.config.tessdata_dir, self._binary())
+        try:
+            return tessdata_for(self.config.languages, folders)
+        except FileNotFoundError as exc:
             raise EngineNotAvailable(
-                f"Tesseract language model(s) not installed: {', '.join(missing)} "
-                f"(installed: {', '.join(sorted(available)) or 'none'}); on Debian install "
-                "tesseract-ocr-deu and tesseract-ocr-script-frak"
-            )
+                f"Tesseract model(s) not found: {exc} (available: "
+                f"{', '.join(available_models(folders)) or 'none'}); put the .traineddata in "
+                "HISTOCR_TESSDATA_DIR, or on Debian install tesseract-ocr-deu and "
+                "tesseract-ocr-script-frak"
+            ) from None
 
     def _binary(self) -> str:
         found = shutil.which(self.config.binary)
         if not found:
             raise EngineNotAvailable(
-                f"Tesseract is not installed ({self.config.binary!r} not on PATH); "
-                "on Debian: apt-get install tesseract-ocr tesseract-ocr-deu "
-                "tesseract-ocr-script-frak"
+                f"Tesseract is not installed ({self.config.binary!r} not on PATH); {INSTALL_HINT}"
             )
         return found
 
     def run_batch(self, requests: Sequence[EngineRequest]) -> list[EngineResult | EngineError]:
-        """OCR each request's image (after checking once that the models are installed)."""
-        if not self._checked:
-            self.check()
-            self._checked = True
-        return [self._recognize(request) for request in requests]
+        """OCR each request's page image (after finding the models once)."""
+        if self._tessdata is None:
+            self._tessdata = self.check()
+        return [self._recognize(request, self._tessdata) for request in requests]
 
-    def _recognize(self, request: EngineRequest) -> EngineResult | EngineError:
+    def _recognize(self, request: EngineRequest, tessdata: Path) -> EngineResult | EngineError:
         if request.image_path is None:
             return EngineError("Tesseract needs a page image", retryable=False)
-        command = [
-            self._binary(),
-            str(request.image_path),
-            "stdout",
-            "-l",
-            self.config.languages,
-            "--psm",
-            str(self.config.psm),
-            "--oem",
-            str(self.config.oem),
-        ]
-        # One thread per page: parallelism comes from running pages side by side.
-        env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
         started = time.perf_counter()
         try:
-            out = subprocess.run(
-                command, capture_output=True, timeout=self.config.timeout_s, env=env, check=False
-            )
-        except subprocess.TimeoutExpired:
-            return EngineError(f"Tesseract took longer than {self.config.timeout_s:.0f} s")
-        latency = time.perf_counter() - started
-        if out.returncode != 0:
-            message = out.stderr.decode("utf-8", "replace").strip().splitlines()
-            return EngineError(
-                f"Tesseract failed (exit {out.returncode}): {message[-1] if message else ''}"
-            )
-        text = out.stdout.decode("utf-8", "replace")
+            with Image.open(request.image_path) as image:
+                prepared = prepare_page(image, self._prep_options())
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+            return EngineError(f"cannot read the page image: {exc}", retryable=False)
+        call = TesseractCall(
+            languages=self.config.languages,
+            psm=self.config.psm,
+            oem=self.config.oem,
+            tessdata_dir=tessdata,
+            dpi=round((request.image_dpi or 300) * prepared.scale),
+            timeout_s=self.config.timeout_s,
+            binary=self._binary(),
+        )
+        try:
+            words = parse_tsv(run_tesseract_tsv(prepared.image, call))
+        except TesseractFailed as exc:
+            return EngineError(str(exc))
+        ocr_lines = lines_from_words(words, LayoutOptions(), map_box=prepared.to_original)
+        lines = tuple(self._line(line.text, line) for line in ocr_lines)
         return EngineResult(
-            text=_tidy(text), model=f"tesseract ({self.config.languages})", latency_s=latency
+            text="\n".join(line.text for line in lines),
+            model=f"tesseract ({self.config.languages})",
+            latency_s=time.perf_counter() - started,
+            lines=lines,
+            page_layout=_page_layout(prepared),
+        )
+
+    def _prep_options(self) -> PrepOptions:
+        config = self.config
+        if config.contrast not in CONTRASTS:
+            raise EngineNotAvailable(f"contrast must be one of {', '.join(CONTRASTS)}")
+        return PrepOptions(
+            crop=config.crop,
+            deskew=config.deskew,
+            contrast=config.contrast,
+            target_line_pitch=config.upscale_below_pitch,
+        )
+
+    def _line(self, diplomatic: str, line: Any) -> TextLine:
+        text = regularise(diplomatic) if self.config.transcription == "normalised" else diplomatic
+        return TextLine(
+            text=text,
+            diplomatic=diplomatic,
+            bbox=tuple(int(v) for v in line.box),  # type: ignore[arg-type]
+            confidence=round(line.mean_confidence / 100, 4),
+            min_confidence=round(line.min_confidence / 100, 4),
+            kind=line.kind,
         )
 
 
-def _tidy(text: str) -> str:
-    """Drop Tesseract's form feed and blank lines between blocks; keep one printed line per line."""
-    lines = [line.rstrip() for line in text.replace("\f", "\n").splitlines()]
-    return "\n".join(line for line in lines if line.strip())
+def _page_layout(prepared: PreparedPage) -> dict[str, Any]:
+    """What preparation found and did, in page-image pixels (recorded with the result)."""
+    crop = prepared.crop
+    return {
+        "crop": list(crop.kept) if crop else None,
+        "text_block": list(crop.text_block) if crop else None,
+        "paper": list(crop.paper) if crop else None,
+        "dropped_columns": [list(c) for c in crop.dropped_columns] if crop else [],
+        "angle": round(prepared.angle, 2),
+        "scale": round(prepared.scale, 3),
+        "line_pitch": round(prepared.line_pitch, 1),
+        "contrast": prepared.contrast,
+    }
+
+
+@lru_cache(maxsize=4)
+def _version(binary: str) -> str:
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30)
+    first = (out.stdout or out.stderr).splitlines()[0] if (out.stdout or out.stderr) else ""
+    return first.replace("tesseract", "").strip() or "unknown"
 
 
 def create_engine(parameters: Mapping[str, Any], environment: Mapping[str, Any]) -> TesseractEngine:
-    """The engine for a run's parameters on this machine (its binary)."""
-    config = {k: v for k, v in parameters.items() if k in SPEC_PARAMETER_NAMES}
-    if environment.get("binary"):
-        config["binary"] = environment["binary"]
+    """The engine for a run's parameters on this machine (its binary, its model folder)."""
+    names = {p.name for p in SPEC.parameters}
+    config = {k: v for k, v in parameters.items() if k in names}
+    for key in ("binary", "tessdata_dir"):
+        if environment.get(key):
+            config[key] = environment[key]
     return TesseractEngine(TesseractConfig(**config))
 
 
 SPEC = EngineSpec(
     name="tesseract",
-    description="Tesseract OCR, offline (Fraktur + German models)",
+    description="Tesseract OCR, offline: page detection, deskew and the frak2021 Fraktur model",
     stages=("ocr",),
     queue="cpu",
     create=create_engine,
@@ -153,19 +225,43 @@ SPEC = EngineSpec(
         Parameter(
             "languages",
             str,
-            "Tesseract language models, joined with + (e.g. Fraktur+deu)",
+            "Tesseract models, joined with + (frak2021 ships with histocr; Fraktur, deu: Debian)",
             cli="--languages",
         ),
         Parameter(
             "psm",
             int,
-            "page segmentation mode (4: one column of text)",
+            "page segmentation mode (6: one block of text; 4: columns of lines)",
             minimum=0,
             maximum=13,
             cli="--psm",
         ),
         Parameter("oem", int, "OCR engine mode (1: the LSTM recogniser)", minimum=0, maximum=3),
         Parameter("timeout_s", float, "seconds a page may take", minimum=1, recorded=False),
+        Parameter("crop", bool, "find the printed page; drop book edges and the facing page", True),
+        Parameter("deskew", bool, "straighten the page (the angle is recorded)", True),
+        Parameter(
+            "contrast",
+            str,
+            "flatten the paper's shading (normalise), or binarise",
+            "normalise",
+            choices=CONTRASTS,
+        ),
+        Parameter(
+            "upscale_below_pitch",
+            int,
+            "enlarge pages whose line pitch is under this many pixels (0: never)",
+            48,
+            minimum=0,
+            maximum=400,
+        ),
+        Parameter(
+            "transcription",
+            str,
+            "normalised (ſ→s, uͤ→ü, ⸗→=) or diplomatic (as printed); both are kept",
+            "normalised",
+            choices=TRANSCRIPTIONS,
+            cli="--transcription",
+        ),
     ),
 )
-SPEC_PARAMETER_NAMES = frozenset(p.name for p in SPEC.parameters)

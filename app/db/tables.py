@@ -265,6 +265,8 @@ class Line(Base):
     #: Reading order on the page, from 0; the line is line `position + 1` of the stage's text.
     position: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
+    #: The line as printed where `text` is regularised (ſ → s); None when they are the same.
+    diplomatic: Mapped[str | None] = mapped_column(Text, default=None)
     x0: Mapped[int | None] = mapped_column(Integer, default=None)
     y0: Mapped[int | None] = mapped_column(Integer, default=None)
     x1: Mapped[int | None] = mapped_column(Integer, default=None)

@@ -77,6 +77,9 @@ class LinePublic(BaseModel):
     stage: str
     position: int
     text: str
+    diplomatic: str | None = Field(
+        default=None, description="the line as printed, where text is regularised (ſ → s)"
+    )
     bbox: list[int] | None = Field(description="[x0, y0, x1, y1] in page-image pixels")
     confidence: float | None = Field(description="mean word confidence, 0–1")
     min_confidence: float | None = Field(description="the weakest word's confidence, 0–1")

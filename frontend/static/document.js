@@ -147,7 +147,28 @@
 
   /* ---------- a page ---------- */
 
+  function showCrop(result) {
+    // The crop box OCR found, in page-image pixels: drawn over the scan in percent of its size.
+    const box = document.getElementById("crop-box");
+    const caption = document.getElementById("crop-caption");
+    const page = pages[current];
+    const layout = (result.stages.find((s) => s.page_layout && s.page_layout.crop) || {}).page_layout;
+    const width = Number(page.width);
+    const height = Number(page.height);
+    box.hidden = caption.hidden = !(layout && width && height);
+    if (box.hidden) return;
+    const [x0, y0, x1, y1] = layout.crop;
+    box.style.left = (100 * x0) / width + "%";
+    box.style.top = (100 * y0) / height + "%";
+    box.style.width = (100 * (x1 - x0)) / width + "%";
+    box.style.height = (100 * (y1 - y0)) / height + "%";
+    caption.textContent =
+      "Dashed: the text block OCR read (outside it: book edges, the facing page)" +
+      (layout.angle ? " · straightened by " + layout.angle + "°" : "");
+  }
+
   function render(result) {
+    showCrop(result);
     h.replaceChildren(document.getElementById("page-text"), textTabs(result));
     h.replaceChildren(document.getElementById("page-stages"), stagesTable(result));
     h.replaceChildren(document.getElementById("page-records"), recordsTable(result));
@@ -193,6 +214,8 @@
     document.getElementById("page-image-link").href = h.API + "/pages/" + page.id + "/image";
     const hasImage = Number(page.width) > 0;
     image.hidden = !hasImage;
+    document.getElementById("crop-box").hidden = true;
+    document.getElementById("crop-caption").hidden = true;
     document.getElementById("page-caption").textContent = hasImage
       ? "Page " + page.number + " of " + pages.length + " · " + page.width + " × " + page.height +
         " px · click to open full size"

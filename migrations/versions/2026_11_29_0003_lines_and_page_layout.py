@@ -28,6 +28,7 @@ def upgrade() -> None:
     sa.Column('stage_result_id', sa.Integer(), nullable=False),
     sa.Column('position', sa.Integer(), nullable=False),
     sa.Column('text', sa.Text(), nullable=False),
+    sa.Column('diplomatic', sa.Text(), nullable=True),
     sa.Column('x0', sa.Integer(), nullable=True),
     sa.Column('y0', sa.Integer(), nullable=True),
     sa.Column('x1', sa.Integer(), nullable=True),

@@ -38,6 +38,8 @@ class PageInput:
 
     image_path: Path | None
     text: str | None = None
+    #: The resolution the page image was rendered at.
+    image_dpi: int | None = None
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ def build_requests(spec: StageSpec, pages: Sequence[PageInput]) -> list[EngineRe
                 EngineRequest(
                     prompt=prompt,
                     image_path=page.image_path,
+                    image_dpi=page.image_dpi,
                     text=page.text,
                     parameters=spec.parameters,
                 )

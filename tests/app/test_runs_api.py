@@ -123,7 +123,17 @@ def test_a_run_records_everything_that_decides_its_output(
     assert run.status_code == 201, run.text
     config = run.json()["config"]
     ocr, correct, extract = config["stages"]
-    assert ocr["parameters"] == {"languages": "Fraktur+deu", "psm": 6, "oem": 1, "timeout_s": 300.0}
+    assert ocr["parameters"] == {
+        "languages": "frak2021",
+        "psm": 6,
+        "oem": 1,
+        "timeout_s": 300.0,
+        "crop": True,
+        "deskew": True,
+        "contrast": "normalise",
+        "upscale_below_pitch": 48,
+        "transcription": "normalised",
+    }
     assert correct["parameters"]["model"] == MODEL
     assert correct["parameters"]["image_max_side"] == 2000
     assert correct["parameters"]["base_url"] == server.base_url

@@ -144,7 +144,7 @@ def _page_input(ctx: TaskContext, result: StageResult, texts: dict[int, str | No
     page = result.page
     image = ctx.storage.path(page.image_key) if page.image_key else None
     if result.stage == "ocr":
-        return PageInput(image_path=image, text=_imported_text(ctx, page))
+        return PageInput(image_path=image, text=_imported_text(ctx, page), image_dpi=page.dpi)
     return PageInput(image_path=image, text=texts.get(page.id) or "")
 
 
@@ -268,6 +268,7 @@ def _store_lines(session: Session, result: StageResult, lines: Sequence[TextLine
                 "stage_result_id": result.id,
                 "position": position,
                 "text": line.text,
+                "diplomatic": line.diplomatic if line.diplomatic != line.text else None,
                 "x0": line.bbox[0] if line.bbox else None,
                 "y0": line.bbox[1] if line.bbox else None,
                 "x1": line.bbox[2] if line.bbox else None,

@@ -179,6 +179,7 @@ def _page_lines(session: Session, results: Sequence[StageResult]) -> list[LinePu
                 stage=stage,
                 position=row.position,
                 text=row.text,
+                diplomatic=row.diplomatic,
                 bbox=row.bbox,
                 confidence=row.confidence,
                 min_confidence=row.min_confidence,

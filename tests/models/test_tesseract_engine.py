@@ -1,0 +1,84 @@
+"""The Tesseract engine as a run builds it: shipped model, page preparation, lines with boxes."""
+
+from pathlib import Path
+
+import pytest
+
+from models.base import EngineError, EngineNotAvailable, EngineRequest, EngineResult
+from models.ocr import SHIPPED_TESSDATA
+from models.ocr.tessdata import search_path, system_tessdata, tessdata_for
+from models.registry import create_engine
+from tests.helpers import PRINTED_LINES, render_page
+
+DEFAULTS = {"languages": "frak2021", "psm": 6, "oem": 1, "timeout_s": 120.0}
+
+
+def recognise(image: Path, **parameters) -> EngineResult:
+    engine = create_engine("tesseract", DEFAULTS | parameters, {"binary": "tesseract"})
+    (result,) = engine.run_batch([EngineRequest(image_path=image, image_dpi=300)])
+    assert isinstance(result, EngineResult), result
+    return result
+
+
+def test_the_shipped_model_is_found_without_any_setting():
+    folders = search_path(None, "tesseract")
+    assert folders[0] == SHIPPED_TESSDATA
+    assert tessdata_for("frak2021", folders) == SHIPPED_TESSDATA
+
+
+def test_models_from_two_folders_are_joined_in_one(tmp_path):
+    system = system_tessdata("tesseract")
+    assert system is not None and (system / "deu.traineddata").is_file()
+    joined = tessdata_for("frak2021+deu", search_path(None, "tesseract"))
+    assert joined not in (SHIPPED_TESSDATA, system)
+    assert {p.name for p in joined.iterdir()} == {"frak2021.traineddata", "deu.traineddata"}
+    assert (joined / "deu.traineddata").resolve() == (system / "deu.traineddata").resolve()
+
+
+def test_a_configured_folder_comes_first(tmp_path):
+    (tmp_path / "frak2021.traineddata").symlink_to(SHIPPED_TESSDATA / "frak2021.traineddata")
+    assert tessdata_for("frak2021", search_path(str(tmp_path), "tesseract")) == tmp_path
+
+
+def test_a_missing_model_is_named_with_what_there_is(tmp_path):
+    engine = create_engine("tesseract", DEFAULTS | {"languages": "klingon"}, {})
+    with pytest.raises(EngineNotAvailable) as caught:
+        engine.run_batch([EngineRequest(image_path=tmp_path / "page.png")])
+    assert "klingon" in str(caught.value) and "frak2021" in str(caught.value)
+
+
+def test_lines_with_boxes_confidences_and_the_crop(tmp_path):
+    page = render_page(tmp_path / "page.png", PRINTED_LINES)
+    result = recognise(page)
+    assert result.lines is not None and len(result.lines) == len(PRINTED_LINES)
+    assert result.text.splitlines() == [line.text for line in result.lines]
+    assert "Christian, Fabrikmeister" in result.text
+    tops = []
+    for line in result.lines:
+        assert line.bbox is not None
+        x0, y0, x1, y1 = line.bbox
+        assert 0 <= x0 < x1 <= 1400 and 0 <= y0 < y1
+        assert line.confidence is not None and line.min_confidence is not None
+        assert 0 <= line.min_confidence <= line.confidence <= 1
+        tops.append(y0)
+    assert tops == sorted(tops)
+    assert result.page_layout is not None and result.page_layout["crop"] is not None
+
+
+def test_diplomatic_text_is_kept_beside_the_normalised(tmp_path):
+    page = render_page(tmp_path / "page.png", PRINTED_LINES[:2])
+    normalised = recognise(page)
+    diplomatic = recognise(page, transcription="diplomatic")
+    assert [line.diplomatic for line in diplomatic.lines or ()] == [
+        line.text for line in diplomatic.lines or ()
+    ]
+    assert len(normalised.lines or ()) == len(diplomatic.lines or ())
+
+
+def test_an_unreadable_image_fails_that_page_only(tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    engine = create_engine("tesseract", DEFAULTS, {})
+    (result,) = engine.run_batch([EngineRequest(image_path=broken)])
+    assert isinstance(result, EngineError) and not result.retryable
+    assert "cannot read the page image" in str(result)
