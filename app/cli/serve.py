@@ -231,6 +231,10 @@ def serve(host: str | None, port: int | None, worker: bool | None, migrate: bool
 
     app = create_app(settings, lifespan=background)
     click.echo(f"histocr on http://{host or settings.host}:{port or settings.port}")
+    # The event loop hands each request to a worker thread and back; with the interpreter's
+    # default 5-ms switch interval it waits that long for the GIL whenever a thread is busy,
+    # which made the tail of the polled routes' latency (bench/api_load.py).
+    sys.setswitchinterval(0.0005)
     uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level="info")
 
 

@@ -71,10 +71,18 @@ def make_engine(url: str) -> Engine:
             from pathlib import Path
 
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # As many connections as the web process runs requests at once (anyio's 40 threads):
+        # SQLite connections are cheap, and a request waiting for one waits for nothing.
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=20,
+            max_overflow=20,
+        )
         event.listen(engine, "connect", _configure_sqlite)
     else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        # Up to anyio's 40 request threads at once; idle connections beyond 10 are closed.
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=30)
     # A forked child (Celery's prefork pool) must not reuse the parent's open connections:
     # it drops them without closing, and opens its own on first use.
     os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))

@@ -5,7 +5,9 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile, status
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
+from sqlalchemy.orm import Session
 
 from app.api.deps import (
     DispatcherDep,
@@ -15,6 +17,8 @@ from app.api.deps import (
     SessionDep,
     SettingsDep,
     StorageDep,
+    found,
+    read_in_thread,
 )
 from app.api.views import (
     document_detail,
@@ -22,7 +26,7 @@ from app.api.views import (
     documents_public,
     ground_truth_public,
 )
-from app.db.tables import Document, GroundTruthKind
+from app.db.tables import Document, GroundTruthKind, Project
 from app.errors import InvalidUpload, NotFound, UploadTooLarge
 from app.pipeline.dispatch import EVALUATE_TASK, INGEST_TASK, Dispatch
 from app.pipeline.media import decode_text
@@ -104,9 +108,16 @@ def upload_documents(
 
 
 @router.get("/projects/{project_id}/documents", response_model=list[DocumentPublic])
-def list_documents(project: ProjectDep, session: SessionDep) -> list[dict[str, object]]:
-    """The project's documents, oldest first."""
-    return documents_public(session, Document.project_id == project.id)
+async def list_documents(
+    project_id: Annotated[int, PathParam()], settings: SettingsDep
+) -> list[dict[str, object]]:
+    """The project's documents, oldest first (polled: read in one worker thread)."""
+
+    def read(session: Session) -> list[dict[str, object]]:
+        found(session, Project, project_id, "project")
+        return documents_public(session, Document.project_id == project_id)
+
+    return await read_in_thread(settings, read)
 
 
 @router.get("/documents/{document_id}", response_model=DocumentDetail)

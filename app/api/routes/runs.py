@@ -1,9 +1,9 @@
 """Starting runs, following their progress, reading results, metrics and exports."""
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Path, status
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,6 +16,8 @@ from app.api.deps import (
     RunDep,
     SessionDep,
     SettingsDep,
+    found,
+    read_in_thread,
 )
 from app.api.views import API, attachment, run_public, runs_public
 from app.db.tables import (
@@ -102,9 +104,11 @@ def list_runs(project: ProjectDep, session: SessionDep) -> list[RunPublic]:
 
 
 @router.get("/runs/{run_id}", response_model=RunPublic)
-def get_run(run: RunDep, session: SessionDep) -> RunPublic:
-    """A run with its progress."""
-    return run_public(session, run)
+async def get_run(run_id: Annotated[int, Path()], settings: SettingsDep) -> RunPublic:
+    """A run with its progress (polled: read in one worker thread, see `read_in_thread`)."""
+    return await read_in_thread(
+        settings, lambda session: run_public(session, found(session, Run, run_id, "run"))
+    )
 
 
 @router.get("/runs/{run_id}/metrics")
