@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from models.base import EngineError, EngineNotAvailable, EngineRequest, EngineResult, TextLine
 from models.ocr import (
     LayoutOptions,
+    OcrWord,
     PreparedPage,
     PrepOptions,
     TesseractCall,
@@ -146,10 +147,13 @@ class TesseractEngine:
             binary=self._binary(),
         )
         try:
-            words = parse_tsv(run_tesseract_tsv(prepared.image, call))
+            ocr_lines = [
+                line
+                for words in _words_by_column(prepared, call)
+                for line in lines_from_words(words, LayoutOptions(), map_box=prepared.to_original)
+            ]
         except TesseractFailed as exc:
             return EngineError(str(exc))
-        ocr_lines = lines_from_words(words, LayoutOptions(), map_box=prepared.to_original)
         lines = tuple(self._line(line.text, line) for line in ocr_lines)
         return EngineResult(
             text="\n".join(line.text for line in lines),
@@ -182,6 +186,27 @@ class TesseractEngine:
         )
 
 
+def _words_by_column(prepared: PreparedPage, call: TesseractCall) -> list[list[OcrWord]]:
+    """Tesseract's words, one list per text column, left to right (one list for one column).
+
+    psm 6 reads the page as one block: two columns side by side would come out as lines that
+    run across both. Each column found by the crop is read on its own instead; word boxes are
+    shifted back into the prepared page's pixels.
+    """
+    crop = prepared.crop
+    if crop is None or len(crop.text_columns) < 2:
+        return [parse_tsv(run_tesseract_tsv(prepared.image, call))]
+    margin = round(prepared.line_pitch * prepared.scale / 2)
+    columns = []
+    for left, right in crop.text_columns:
+        x0 = max(0, round((left - crop.kept[0]) * prepared.scale) - margin)
+        x1 = min(prepared.image.width, round((right - crop.kept[0]) * prepared.scale) + margin)
+        strip = prepared.image.crop((x0, 0, x1, prepared.image.height))
+        words = parse_tsv(run_tesseract_tsv(strip, call))
+        columns.append([replace(word, left=word.left + x0) for word in words])
+    return columns
+
+
 def _page_layout(prepared: PreparedPage) -> dict[str, Any]:
     """What preparation found and did, in page-image pixels (recorded with the result)."""
     crop = prepared.crop
@@ -190,6 +215,7 @@ def _page_layout(prepared: PreparedPage) -> dict[str, Any]:
         "text_block": list(crop.text_block) if crop else None,
         "paper": list(crop.paper) if crop else None,
         "dropped_columns": [list(c) for c in crop.dropped_columns] if crop else [],
+        "text_columns": [list(c) for c in crop.text_columns] if crop else [],
         "angle": round(prepared.angle, 2),
         "scale": round(prepared.scale, 3),
         "line_pitch": round(prepared.line_pitch, 1),

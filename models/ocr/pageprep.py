@@ -62,6 +62,9 @@ class PageCrop:
     kept: Box
     #: Strips of text at the sides dropped as the facing page's spill.
     dropped_columns: tuple[tuple[int, int], ...] = ()
+    #: The page's text columns (x from, x to) when it has more than one, left to right: each
+    #: is read on its own, so the lines of two columns are not read across.
+    text_columns: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,10 @@ def find_page_crop(grey: Image.Image) -> PageCrop:
         box = _scale_box(paper, factor, grey.size)
         return PageCrop(paper=box, text_block=box, kept=box)
     first, last = _main_column_span(text_columns, pitch)
+    column_spans = tuple(
+        (round((a + pl) * factor), round((b + pl) * factor))
+        for a, b in _split_columns(text_columns[first : last + 1], pitch)
+    )
     dropped = tuple(
         (round((a + pl) * factor), round((b + pl) * factor))
         for a, b in text_columns[:first] + text_columns[last + 1 :]
@@ -204,6 +211,7 @@ def find_page_crop(grey: Image.Image) -> PageCrop:
         text_block=_scale_box(block, factor, grey.size),
         kept=_scale_box(kept, factor, grey.size),
         dropped_columns=dropped,
+        text_columns=column_spans if len(column_spans) > 1 else (),
     )
 
 
@@ -281,6 +289,36 @@ def _main_column_span(columns: list[tuple[int, int]], pitch: float) -> tuple[int
     while last < len(columns) - 1 and columns[last + 1][0] - columns[last][1] < 0.5 * pitch:
         last += 1
     return first, last
+
+
+def _split_columns(runs_kept: list[tuple[int, int]], pitch: float) -> list[tuple[int, int]]:
+    """The kept ink runs grouped into text columns, left to right.
+
+    Two groups are separate columns when a gap of more than 1.5 line pitches (wider than any
+    word space) lies between them and both hold a run at least 40 % as wide as the widest: two
+    columns of entries. A narrow group (house numbers or page references set apart, a table's
+    column) stays with its neighbour, so a table row is still read as one line.
+    """
+    if not runs_kept:
+        return []
+    widest = max(end - start for start, end in runs_kept)
+    groups: list[list[tuple[int, int]]] = [[runs_kept[0]]]
+    for run in runs_kept[1:]:
+        if run[0] - groups[-1][-1][1] > 1.5 * pitch:
+            groups.append([run])
+        else:
+            groups[-1].append(run)
+
+    def wide(group: list[tuple[int, int]]) -> bool:
+        return any(end - start >= 0.4 * widest for start, end in group)
+
+    merged: list[list[tuple[int, int]]] = []
+    for group in groups:
+        if merged and not (wide(group) and wide(merged[-1])):
+            merged[-1].extend(group)
+        else:
+            merged.append(list(group))
+    return [(group[0][0], group[-1][1]) for group in merged]
 
 
 def estimate_skew(grey: Image.Image, max_degrees: float = 5.0) -> float:

@@ -127,3 +127,15 @@ def test_long_vertical_strokes_are_removed_letters_stay():
     ink[50:80, 20] = True  # a letter's stem
     cleaned = remove_long_vertical_runs(ink, 60)
     assert not cleaned[:, 5].any() and cleaned[50:80, 20].all()
+
+
+def test_columns_split_only_between_wide_text_columns():
+    from models.ocr.pageprep import _split_columns
+
+    pitch = 10.0
+    # Two wide columns with a gutter: two columns.
+    assert _split_columns([(0, 400), (450, 850)], pitch) == [(0, 400), (450, 850)]
+    # A narrow column of house numbers set apart from the names: one table, read row by row.
+    assert _split_columns([(0, 400), (450, 500)], pitch) == [(0, 500)]
+    # A word space (under 1.5 line pitches) never splits.
+    assert _split_columns([(0, 400), (410, 800)], pitch) == [(0, 800)]

@@ -82,3 +82,32 @@ def test_an_unreadable_image_fails_that_page_only(tmp_path):
     (result,) = engine.run_batch([EngineRequest(image_path=broken)])
     assert isinstance(result, EngineError) and not result.retryable
     assert "cannot read the page image" in str(result)
+
+
+def test_two_columns_are_read_one_after_the_other(tmp_path):
+    """A two-column page: each column's entries in order, never a line across both."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    left = [f"Albrecht, Johann {n}, Bäcker, Hochstraße {n}." for n in range(1, 13)]
+    right = [f"Zimmermann, Peter {n}, Schmied, Marktplatz {n}." for n in range(1, 13)]
+    font = ImageFont.load_default(size=34)
+    image = Image.new("L", (2000, 100 + 60 * len(left)), "white")
+    draw = ImageDraw.Draw(image)
+    for index, (first, second) in enumerate(zip(left, right, strict=True)):
+        draw.text((40, 50 + 60 * index), first, fill="black", font=font)
+        draw.text((1060, 50 + 60 * index), second, fill="black", font=font)
+    page = tmp_path / "two-columns.png"
+    image.save(page, dpi=(300, 300))
+
+    result = recognise(page)
+    lines = [line.text for line in result.lines or ()]
+    assert not any("Albrecht" in line and "Zimmermann" in line for line in lines), lines
+    albrecht = [i for i, line in enumerate(lines) if "Albrecht" in line]
+    zimmermann = [i for i, line in enumerate(lines) if "Zimmermann" in line]
+    assert len(albrecht) == len(zimmermann) == 12, lines
+    assert max(albrecht) < min(zimmermann)  # the left column first, then the right
+    assert result.page_layout is not None and len(result.page_layout["text_columns"]) == 2
+    for line in result.lines or ():
+        assert line.bbox is not None
+        if "Zimmermann" in line.text:
+            assert line.bbox[0] >= 1000  # boxes are in the page's own pixels
