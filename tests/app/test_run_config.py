@@ -58,6 +58,7 @@ def test_the_default_pipeline_records_every_default() -> None:
                 "psm": 6,
                 "oem": 1,
                 "timeout_s": 300.0,
+                "orientation": False,
                 "crop": True,
                 "deskew": True,
                 "contrast": "normalise",

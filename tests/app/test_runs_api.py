@@ -128,6 +128,7 @@ def test_a_run_records_everything_that_decides_its_output(
         "psm": 6,
         "oem": 1,
         "timeout_s": 300.0,
+        "orientation": False,
         "crop": True,
         "deskew": True,
         "contrast": "normalise",

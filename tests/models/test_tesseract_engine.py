@@ -111,3 +111,35 @@ def test_two_columns_are_read_one_after_the_other(tmp_path):
         assert line.bbox is not None
         if "Zimmermann" in line.text:
             assert line.bbox[0] >= 1000  # boxes are in the page's own pixels
+
+
+@pytest.mark.parametrize("turned", [90, 180, 270])
+def test_a_page_lying_sideways_or_upside_down_is_read_upright(tmp_path, turned):
+    from PIL import Image
+
+    lines = [f"Foerster, Christian {n}, Fabrikmeister, Grosskoelnstrasse A {n}." for n in range(14)]
+    upright = render_page(tmp_path / "upright.png", lines)
+    with Image.open(upright) as image:
+        image.rotate(turned, expand=True).save(tmp_path / "turned.png", dpi=(300, 300))
+        turned_size = image.rotate(turned, expand=True).size
+    result = recognise(tmp_path / "turned.png", orientation=True)
+    assert result.page_layout is not None and result.page_layout["rotate"] == turned
+    assert result.text == recognise(upright).text
+    for line in result.lines or ():
+        x0, y0, x1, y1 = line.bbox or (0, 0, 0, 0)
+        assert 0 <= x0 < x1 <= turned_size[0] and 0 <= y0 < y1 <= turned_size[1]
+    # The first printed line is at the top of the upright page: on the stored image that is the
+    # left edge (turned 90° counter-clockwise), the bottom (180°) or the right edge (270°).
+    x0, y0, x1, y1 = (result.lines or ())[0].bbox or (0, 0, 0, 0)
+    width, height = turned_size
+    where = {90: x1 < width / 4, 180: y0 > 3 * height / 4, 270: x0 > 3 * width / 4}
+    assert where[turned], (turned, (x0, y0, x1, y1), turned_size)
+
+
+def test_the_orientation_check_is_off_unless_asked_for(tmp_path):
+    from PIL import Image
+
+    lines = [f"Foerster, Christian {n}, Fabrikmeister, Grosskoelnstrasse A {n}." for n in range(14)]
+    with Image.open(render_page(tmp_path / "upright.png", lines)) as image:
+        image.rotate(180).save(tmp_path / "turned.png", dpi=(300, 300))
+    assert recognise(tmp_path / "turned.png").page_layout["rotate"] == 0
