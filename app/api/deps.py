@@ -23,6 +23,11 @@ async def get_app_settings(request: Request) -> Settings:
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
+#: Row ids are 32-bit integers in both databases: a larger id in a path is a 422 that names the
+#: limit, never a query that overflows (PostgreSQL) or a 500.
+MAX_ID = 2_147_483_647
+RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
 
 def get_session(settings: SettingsDep) -> Iterator[Session]:
     """One session per request, committed when the route returns without error.
@@ -87,22 +92,22 @@ async def get_dispatcher(request: Request) -> Dispatcher:
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 
 
-def valid_project(session: SessionDep, project_id: Annotated[int, Path()]) -> Project:
+def valid_project(session: SessionDep, project_id: RowId) -> Project:
     """The project in the path, or 404."""
     return found(session, Project, project_id, "project")
 
 
-def valid_document(session: SessionDep, document_id: Annotated[int, Path()]) -> Document:
+def valid_document(session: SessionDep, document_id: RowId) -> Document:
     """The document in the path, or 404."""
     return found(session, Document, document_id, "document")
 
 
-def valid_page(session: SessionDep, page_id: Annotated[int, Path()]) -> Page:
+def valid_page(session: SessionDep, page_id: RowId) -> Page:
     """The page in the path, or 404."""
     return found(session, Page, page_id, "page")
 
 
-def valid_run(session: SessionDep, run_id: Annotated[int, Path()]) -> Run:
+def valid_run(session: SessionDep, run_id: RowId) -> Run:
     """The run in the path, or 404."""
     return found(session, Run, run_id, "run")
 

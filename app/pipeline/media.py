@@ -114,6 +114,11 @@ def _count_pdf_pages(path: Path, filename: str) -> int:
     except PDFInfoNotInstalledError as exc:
         raise RuntimeError("poppler-utils (pdfinfo) is not installed") from exc
     except (PDFPageCountError, PDFSyntaxError, ValueError) as exc:
+        if "password" in str(exc).lower():  # poppler: "Command Line Error: Incorrect password"
+            raise InvalidUpload(
+                f"{filename}: the PDF is encrypted and needs a password to open; "
+                "save a copy without a password and upload that"
+            ) from exc
         raise InvalidUpload(f"{filename}: not a readable PDF ({_first_line(exc)})") from exc
     return int(info.get("Pages", 0))
 

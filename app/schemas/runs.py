@@ -1,7 +1,7 @@
 """Runs, their progress, results and metrics."""
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
@@ -12,7 +12,7 @@ class RunCreate(BaseModel):
     """A run request; leave `stages` out for Tesseract OCR then rules extraction."""
 
     name: str = ""
-    document_ids: list[int] | None = Field(
+    document_ids: list[Annotated[int, Field(ge=1, le=2_147_483_647)]] | None = Field(
         default=None, description="documents to process; all of the project's when left out"
     )
     stages: list[StageRequest] | None = None

@@ -81,6 +81,22 @@ def client(sqlite_settings, client_for) -> TestClient:
 # --- refused uploads -------------------------------------------------------------------------
 
 TRUNCATED_PNG = png_bytes("truncated", (400, 300))[:-200]
+
+
+def encrypted_pdf() -> bytes:
+    """A one-page PDF that opens only with a user password (RC4: no crypto library needed)."""
+    from pypdf import PdfReader, PdfWriter
+
+    plain = io.BytesIO()
+    Image.new("L", (200, 300), "white").save(plain, format="PDF")
+    writer = PdfWriter()
+    writer.add_page(PdfReader(io.BytesIO(plain.getvalue())).pages[0])
+    writer.encrypt(user_password="secret", owner_password="owner", algorithm="RC4-128")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
 BAD_UPLOADS = [
     pytest.param("empty.pdf", b"", "application/pdf", "empty", id="empty"),
     pytest.param(
@@ -98,6 +114,13 @@ BAD_UPLOADS = [
         id="text-named-png",
     ),
     pytest.param("cut.png", TRUNCATED_PNG, "image/png", "not a readable image", id="truncated-png"),
+    pytest.param(
+        "locked.pdf",
+        encrypted_pdf(),
+        "application/pdf",
+        "encrypted and needs a password",
+        id="encrypted-pdf",
+    ),
 ]
 
 

@@ -5,15 +5,16 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile, status
-from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
 from app.api.deps import (
+    MAX_ID,
     DispatcherDep,
     DocumentDep,
     PageDep,
     ProjectDep,
+    RowId,
     SessionDep,
     SettingsDep,
     StorageDep,
@@ -108,9 +109,7 @@ def upload_documents(
 
 
 @router.get("/projects/{project_id}/documents", response_model=list[DocumentPublic])
-async def list_documents(
-    project_id: Annotated[int, PathParam()], settings: SettingsDep
-) -> list[dict[str, object]]:
+async def list_documents(project_id: RowId, settings: SettingsDep) -> list[dict[str, object]]:
     """The project's documents, oldest first (polled: read in one worker thread)."""
 
     def read(session: Session) -> list[dict[str, object]]:
@@ -166,7 +165,10 @@ def upload_ground_truth(
     kind: Annotated[
         str | None, Form(description="text or records; by file ending if left out")
     ] = None,
-    page: Annotated[int | None, Form(description="page number, for a page's transcription")] = None,
+    page: Annotated[
+        int | None,
+        Form(ge=1, le=MAX_ID, description="page number, for a page's transcription"),
+    ] = None,
 ) -> GroundTruthPublic:
     """Attach a transcription (document or page) or a records CSV; finished runs are re-scored."""
     filename = file.filename or "ground-truth"

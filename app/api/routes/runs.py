@@ -1,9 +1,9 @@
 """Starting runs, following their progress, reading results, metrics and exports."""
 
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, status
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,6 +13,7 @@ from app.api.deps import (
     DocumentDep,
     PageDep,
     ProjectDep,
+    RowId,
     RunDep,
     SessionDep,
     SettingsDep,
@@ -104,7 +105,7 @@ def list_runs(project: ProjectDep, session: SessionDep) -> list[RunPublic]:
 
 
 @router.get("/runs/{run_id}", response_model=RunPublic)
-async def get_run(run_id: Annotated[int, Path()], settings: SettingsDep) -> RunPublic:
+async def get_run(run_id: RowId, settings: SettingsDep) -> RunPublic:
     """A run with its progress (polled: read in one worker thread, see `read_in_thread`)."""
     return await read_in_thread(
         settings, lambda session: run_public(session, found(session, Run, run_id, "run"))
