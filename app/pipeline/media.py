@@ -96,6 +96,8 @@ def decode_text(data: bytes, filename: str) -> str:
         ) from exc
     if not text.strip():
         raise InvalidUpload(f"{filename}: the file is empty")
+    if "\x00" in text:
+        raise InvalidUpload(f"{filename}: contains NUL bytes, which a text file does not have")
     return text.replace("\r\n", "\n")
 
 

@@ -4,12 +4,14 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.schemas.text import Description, Name
+
 
 class ProjectCreate(BaseModel):
     """A new project; the schema defaults to the city-directory fields."""
 
-    name: str = Field(min_length=1, max_length=200)
-    description: str = ""
+    name: Name = Field(min_length=1)
+    description: Description = ""
     schema_fields: list[str] | None = None
 
 

@@ -6,12 +6,13 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 
 from app.pipeline.run_config import RunConfig, StageRequest
+from app.schemas.text import Name
 
 
 class RunCreate(BaseModel):
     """A run request; leave `stages` out for Tesseract OCR then rules extraction."""
 
-    name: str = ""
+    name: Name = ""
     document_ids: list[Annotated[int, Field(ge=1, le=2_147_483_647)]] | None = Field(
         default=None, description="documents to process; all of the project's when left out"
     )

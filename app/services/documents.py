@@ -14,6 +14,7 @@ from app.config import Settings
 from app.db.tables import Document, DocumentStatus, Project
 from app.errors import UploadTooLarge
 from app.pipeline.media import MediaInfo, inspect_upload
+from app.schemas.text import display_filename
 from app.storage import LocalStorage, move_into_store
 
 CHUNK = 1024 * 1024
@@ -83,7 +84,7 @@ def store_uploads(
         blob = move_into_store(storage, item.path, item.sha256, item.info.extension)
         document = Document(
             project_id=project.id,
-            filename=_safe_name(item.filename),
+            filename=display_filename(item.filename, "upload"),
             media_type=item.info.media_type,
             sha256=item.sha256,
             size_bytes=item.size,
@@ -95,11 +96,6 @@ def store_uploads(
         session.flush()
         stored.append((document, True))
     return stored
-
-
-def _safe_name(filename: str) -> str:
-    name = Path(filename.replace("\\", "/")).name.strip()
-    return name[:500] or "upload"
 
 
 def import_local_file(

@@ -39,6 +39,7 @@ from app.schemas.documents import (
     UploadedDocument,
     UploadResult,
 )
+from app.schemas.text import display_filename
 from app.services.documents import SpooledUpload, discard, spool_upload, store_uploads
 from app.services.imports import attach_imported_text
 from app.services.projects import attach_ground_truth, runs_to_rescore
@@ -171,7 +172,7 @@ def upload_ground_truth(
     ] = None,
 ) -> GroundTruthPublic:
     """Attach a transcription (document or page) or a records CSV; finished runs are re-scored."""
-    filename = file.filename or "ground-truth"
+    filename = display_filename(file.filename, "ground-truth")
     data = file.file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise UploadTooLarge(f"{filename}: larger than the upload limit")
@@ -230,7 +231,7 @@ def upload_imported_text(
             data = upload.file.read(settings.max_upload_bytes + 1)
             if len(data) > settings.max_upload_bytes:
                 raise UploadTooLarge(f"{upload.filename}: larger than the upload limit")
-            name = Path((upload.filename or f"page-{index + 1}.txt").replace("\\", "/")).name
+            name = display_filename(upload.filename, f"page-{index + 1}.txt")
             (Path(folder) / name).write_bytes(data)
         target = Path(folder) if len(files) > 1 else Path(folder) / name
         try:
