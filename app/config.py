@@ -9,6 +9,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Each engine declares its own settings class beside its spec (models/); they are fields here so
 # that one Settings object carries the whole configuration of a process.
 from models.openai_spec import OpenAISettings
+from models.registry import engine_spec
 from models.tesseract import TesseractSettings
 from models.transformers_engine import TransformersSettings
 from models.vllm_engine import VLLMSettings
@@ -105,8 +106,6 @@ class Settings(BaseSettings):
 
     def engine_settings(self, engine: str) -> BaseSettings | None:
         """This machine's settings for an engine (None for an engine that has none)."""
-        from models.registry import engine_spec
-
         own = getattr(self, engine, None)
         if isinstance(own, BaseSettings):
             return own

@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from models.base import EngineError, EngineNotAvailable, EngineRequest, EngineResult, TextLine
 from models.ocr import (
     LayoutOptions,
+    OcrLine,
     OcrWord,
     PreparedPage,
     PrepOptions,
@@ -167,7 +168,7 @@ class TesseractEngine:
             ]
         except TesseractFailed as exc:
             return EngineError(str(exc))
-        lines = tuple(self._line(line.text, line) for line in ocr_lines)
+        lines = tuple(self._line(line) for line in ocr_lines)
         return EngineResult(
             text="\n".join(line.text for line in lines),
             model=f"tesseract ({self.config.languages})",
@@ -196,7 +197,8 @@ class TesseractEngine:
             target_line_pitch=config.upscale_below_pitch,
         )
 
-    def _line(self, diplomatic: str, line: Any) -> TextLine:
+    def _line(self, line: OcrLine) -> TextLine:
+        diplomatic = line.text
         text = regularise(diplomatic) if self.config.transcription == "normalised" else diplomatic
         return TextLine(
             text=text,

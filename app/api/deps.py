@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.config import Settings
 from app.db.session import get_sessionmaker
-from app.db.tables import Document, Page, Project, Run
+from app.db.tables import MAX_ID, Document, Page, Project, Run
 from app.errors import NotFound
 from app.pipeline.dispatch import Dispatcher
 from app.storage import LocalStorage
@@ -23,9 +23,8 @@ async def get_app_settings(request: Request) -> Settings:
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
-#: Row ids are 32-bit integers in both databases: a larger id in a path is a 422 that names the
-#: limit, never a query that overflows (PostgreSQL) or a 500.
-MAX_ID = 2_147_483_647
+#: An id in a path: a larger one is a 422 that names the limit, never a query that overflows
+#: (PostgreSQL) or a 500.
 RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 

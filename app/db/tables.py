@@ -22,6 +22,10 @@ from sqlalchemy.types import TypeDecorator
 from app.db.session import Base, UTCDateTime, utcnow
 from app.pipeline.run_config import RunConfig
 
+#: Row ids are 32-bit integers in both databases (SQLite allows more, PostgreSQL does not):
+#: ids a client sends are checked against this at the edge.
+MAX_ID = 2_147_483_647
+
 DEFAULT_SCHEMA_FIELDS = ["first and middle names", "surname", "occupation", "address"]
 
 

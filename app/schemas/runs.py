@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
+from app.db.tables import MAX_ID
 from app.pipeline.run_config import RunConfig, StageRequest
 from app.schemas.text import Name
 
@@ -13,7 +14,7 @@ class RunCreate(BaseModel):
     """A run request; leave `stages` out for Tesseract OCR then rules extraction."""
 
     name: Name = ""
-    document_ids: list[Annotated[int, Field(ge=1, le=2_147_483_647)]] | None = Field(
+    document_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] | None = Field(
         default=None, description="documents to process; all of the project's when left out"
     )
     stages: list[StageRequest] | None = None

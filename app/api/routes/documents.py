@@ -9,7 +9,6 @@ from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
 from app.api.deps import (
-    MAX_ID,
     DispatcherDep,
     DocumentDep,
     PageDep,
@@ -27,7 +26,7 @@ from app.api.views import (
     documents_public,
     ground_truth_public,
 )
-from app.db.tables import Document, GroundTruthKind, Project
+from app.db.tables import MAX_ID, Document, GroundTruthKind, Project
 from app.errors import InvalidUpload, NotFound, UploadTooLarge
 from app.pipeline.dispatch import EVALUATE_TASK, INGEST_TASK, Dispatch
 from app.pipeline.media import decode_text
