@@ -10,6 +10,11 @@ class HistocrError(Exception):
         super().__init__(message)
         self.message = message
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers the answer carries besides the message (a subclass adds `Retry-After`)."""
+        return {}
+
 
 class InvalidUpload(HistocrError):
     """An upload that is empty, corrupt, of the wrong type or too big."""
@@ -45,3 +50,30 @@ class EngineUnavailable(HistocrError):
     """An engine that is not installed or not reachable."""
 
     status_code = 503
+
+
+class NotAuthenticated(HistocrError):
+    """A request without valid credentials where they are required."""
+
+    status_code = 401
+
+
+class Forbidden(HistocrError):
+    """An authenticated user whose role does not allow the request."""
+
+    status_code = 403
+
+
+class TooManyRequests(HistocrError):
+    """A rate limit or a quota that is used up; `retry_after` seconds until it may succeed."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after: int = 60) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """`Retry-After`: when to try again."""
+        return {"Retry-After": str(self.retry_after)}

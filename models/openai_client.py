@@ -113,6 +113,34 @@ class ChatReply:
     attempts: int
 
 
+@dataclass
+class Attempts:
+    """The requests sent for one page in one call of the engine, against `max_attempts`.
+
+    Every request counts, whatever came back: an error status, a timeout, a broken
+    connection, or an answer the policy layer (models.openai_engine) found unusable. So the
+    number a caller reports is the number of requests the endpoint was sent.
+    """
+
+    limit: int
+    sent: int = 0
+    #: Of those, answers that came back but could not be used (cut off, not JSON, empty, …).
+    unusable: int = 0
+
+    @property
+    def left(self) -> int:
+        """Requests that may still be sent."""
+        return self.limit - self.sent
+
+    def summary(self) -> str:
+        """'after N attempts', saying what they were when they were not all of one kind."""
+        text = f"after {self.sent} attempt{'s' if self.sent != 1 else ''}"
+        answered = self.unusable
+        if 0 < answered < self.sent:
+            text += f": {answered} answered unusably, {self.sent - answered} not answered"
+        return text
+
+
 @dataclass(frozen=True)
 class _Failure:
     message: str
@@ -130,41 +158,47 @@ async def post_chat(
     body: Mapping[str, Any],
     uploads: asyncio.Semaphore | None = None,
     payload: bytes | None = None,
+    attempts: Attempts | None = None,
 ) -> ChatReply:
     """POST a chat completion; retry busy, failing and unreachable servers with backoff.
 
     `uploads` bounds the request bodies being sent at once (see ClientPool.UPLOADS);
-    `payload` is `encode_body(body)` when the caller made it already (off the event loop).
-    Raises EngineError (with the attempts made) when the server refuses the request or
-    stays unusable for `max_attempts` tries.
+    `payload` is `encode_body(body)` when the caller made it already (off the event loop);
+    `attempts` is the page's tally when the caller asks more than once (unusable answers),
+    so that all its requests together stay within `max_attempts`. Raises EngineError (with
+    the requests sent) when the server refuses the request or stays unusable until the
+    tally is spent.
     """
     url = f"{config.base_url}/chat/completions"
     if payload is None:
         payload = encode_body(body)
-    for attempt in range(1, config.max_attempts + 1):
+    if attempts is None:
+        attempts = Attempts(config.max_attempts)
+    failures = 0  # in a row: the backoff grows with them, not with earlier unusable answers
+    while True:
         started = time.perf_counter()
-        outcome = await _post_once(client, config, url, (body, payload, uploads), attempt)
+        attempts.sent += 1
+        outcome = await _post_once(client, config, url, (body, payload, uploads), attempts.sent)
         if isinstance(outcome, ChatReply):
             return outcome
-        failure = outcome
-        if attempt == config.max_attempts:
+        failures += 1
+        if attempts.left <= 0:
             raise EngineError(
-                f"{failure.message} (gave up after {attempt} attempts)",
+                f"{outcome.message} (gave up {attempts.summary()})",
                 retryable=True,
-                attempts=attempt,
+                attempts=attempts.sent,
             )
-        delay = _delay(config, attempt, failure.retry_after_s)
+        delay = _delay(config, failures, outcome.retry_after_s)
         logger.warning(
             "openai %s: %s after %.2f s; retrying in %.2f s (attempt %d of %d)",
             config.model,
-            failure.message,
+            outcome.message,
             time.perf_counter() - started,
             delay,
-            attempt,
-            config.max_attempts,
+            attempts.sent,
+            attempts.limit,
         )
         await asyncio.sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def _post_once(
@@ -181,7 +215,9 @@ async def _post_once(
     except httpx.TimeoutException:
         return _Failure(f"no answer from {config.endpoint} within {config.timeout_s:g} s")
     except httpx.UnsupportedProtocol as exc:
-        raise EngineError(f"cannot use {config.endpoint}: {exc}", retryable=False) from None
+        raise EngineError(
+            f"cannot use {config.endpoint}: {exc}", retryable=False, attempts=attempt
+        ) from None
     except httpx.TransportError as exc:
         return _Failure(f"cannot reach {config.endpoint}: {_transport_message(exc)}")
     latency = time.perf_counter() - started

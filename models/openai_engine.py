@@ -1,10 +1,17 @@
 """The `openai` engine: any OpenAI-compatible chat-completions endpoint with image input.
 
 Layers, as olmOCR has them: one POST with transport retries (`models.openai_client`); a
-policy that judges each answer (cut off, not JSON, not matching the schema) and asks again a
-bounded number of times before failing visibly; a bound on the requests in flight (the
-slots of `ClientPool`, which work as an asyncio semaphore that also picks the HTTP client),
-shared by every batch of the process on one event loop thread (`models.engine_loop`).
+policy that judges each answer (cut off, no content, not JSON, not matching the schema, a
+correction that lost most of its text) and asks again a bounded number of times before
+failing visibly; a bound on the requests in flight (the slots of `ClientPool`, which work as
+an asyncio semaphore that also picks the HTTP client), shared by every batch of the process on
+one event loop thread (`models.engine_loop`).
+
+Counting: each page has one tally of requests (`Attempts`) over both retry layers. It sends
+at most `max_attempts` requests in all, whatever each failure was (HTTP 5xx/429, timeout,
+connection, unusable answer), and stops sooner after `max_invalid_attempts` unusable answers.
+The `attempts` a result or an error carries is the number of requests sent for the page (0
+when none could be: an unreadable image), and an error's message says the same number.
 """
 
 import asyncio
@@ -29,6 +36,7 @@ from models.chat import chat_messages
 from models.engine_loop import ENGINE_LOOP
 from models.images import cached_encode_image, data_url
 from models.openai_client import (
+    Attempts,
     ChatReply,
     OpenAIConfig,
     check_model,
@@ -37,6 +45,7 @@ from models.openai_client import (
     post_chat,
 )
 from models.openai_pool import ClientPool, SharedPools
+from models.rewrite import rewrite_problem
 
 __all__ = ["OpenAIConfig", "OpenAIEngine", "check_model", "list_models", "openai_config"]
 
@@ -132,7 +141,7 @@ class OpenAIEngine:
                 continue
             except Exception as exc:  # one page's bug must not take the batch's results along
                 logger.exception("openai %s: cannot build a request", self.config.model)
-                futures.append(_done(_internal_error(exc)))
+                futures.append(_done(_internal_error(exc, attempts=0)))
                 continue
             futures.append(ENGINE_LOOP.submit(self._guarded(pool, request, prepared, started)))
         return [future.result() for future in futures]
@@ -180,30 +189,30 @@ class OpenAIEngine:
         prepared: "_Prepared",
         started: float,
     ) -> EngineResult:
-        """Ask until an answer passes, at most max_invalid_attempts times (the policy layer)."""
+        """Ask until an answer passes, within the page's one tally (see the module's doc);
+        after max_invalid_attempts unusable answers the same question rarely does better."""
         validator = _validator(request.json_schema)
-        attempts = 0
+        attempts = Attempts(self.config.max_attempts)
         usage = _Usage()
-        problem = ""
-        for _ in range(self.config.max_invalid_attempts):
-            try:
-                reply = await post_chat(
-                    client, self.config, prepared.body, uploads, prepared.payload
-                )
-            except EngineError as exc:
-                exc.attempts += attempts
-                raise
-            attempts += reply.attempts
-            usage.add(reply.data)
-            text, problem = _judge(reply, validator)
-            if not problem:
-                return _result(self.config, reply, text, usage, attempts, started)
-            logger.warning(
-                "openai %s: unusable answer (%s); attempt %d", self.config.model, problem, attempts
+        while True:
+            reply = await post_chat(
+                client, self.config, prepared.body, uploads, prepared.payload, attempts
             )
-        raise EngineError(
-            f"{problem} after {attempts} attempts", retryable=False, attempts=attempts
-        )
+            usage.add(reply.data)
+            text, problem = _judge(reply, validator, request.text)
+            if not problem:
+                return _result(self.config, reply, text, usage, attempts.sent, started)
+            attempts.unusable += 1
+            if attempts.unusable >= self.config.max_invalid_attempts or attempts.left <= 0:
+                raise EngineError(
+                    f"{problem} {attempts.summary()}", retryable=False, attempts=attempts.sent
+                )
+            logger.warning(
+                "openai %s: unusable answer (%s); attempt %d",
+                self.config.model,
+                problem,
+                attempts.sent,
+            )
 
     def _body(self, request: EngineRequest) -> dict[str, Any]:
         """The chat-completions request body (the image encoded once, reused on retries)."""
@@ -234,7 +243,9 @@ class OpenAIEngine:
             )
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise EngineError(
-                f"cannot read the page image {request.image_path.name}: {exc}", retryable=False
+                f"cannot read the page image {request.image_path.name}: {exc}",
+                retryable=False,
+                attempts=0,  # nothing was sent
             ) from None
         return data_url(image)
 
@@ -279,8 +290,9 @@ def _done(outcome: EngineError) -> "concurrent.futures.Future[EngineResult | Eng
     return future
 
 
-def _internal_error(exc: Exception) -> EngineError:
-    return EngineError(f"internal error: {type(exc).__name__}: {exc}", retryable=False)
+def _internal_error(exc: Exception, attempts: int = 1) -> EngineError:
+    message = f"internal error: {type(exc).__name__}: {exc}"
+    return EngineError(message, retryable=False, attempts=attempts)
 
 
 class _Usage:
@@ -315,12 +327,19 @@ def _compiled_validator(schema_json: str) -> jsonschema.protocols.Validator:
         cls.check_schema(schema)
     except jsonschema.SchemaError as exc:
         message = f"the request's JSON schema is invalid: {exc.message}"
-        raise EngineError(message, retryable=False) from None
+        raise EngineError(message, retryable=False, attempts=0) from None
     return cls(schema)
 
 
-def _judge(reply: ChatReply, validator: jsonschema.protocols.Validator | None) -> tuple[str, str]:
-    """(text, problem): problem is empty when the answer is usable."""
+def _judge(
+    reply: ChatReply, validator: jsonschema.protocols.Validator | None, source: str | None
+) -> tuple[str, str]:
+    """(text, problem): problem is empty when the answer is usable.
+
+    `source` is the text the request gave; without a schema, the answer is that text
+    rewritten (a correction) and must keep most of it (models.rewrite). An image alone may
+    rightly get an empty answer: a blank page.
+    """
     choice = _first_choice(reply.data)
     if choice is None:
         return "", "malformed response: no choices[0].message"
@@ -331,11 +350,12 @@ def _judge(reply: ChatReply, validator: jsonschema.protocols.Validator | None) -
         return "", f"output cut off: finish_reason {finish_reason!r}"
     if message.get("refusal"):
         return "", f"the model refused: {str(message['refusal'])[:200]}"
-    text = content if isinstance(content, str) else ""
+    if not isinstance(content, str):
+        return "", "the answer has no content (message.content is missing or null)"
     if validator is None:
-        return text, ""
-    fenced = _FENCE.match(text)
-    answer = fenced.group(1) if fenced else text.strip()
+        return content, rewrite_problem(source or "", content)
+    fenced = _FENCE.match(content)
+    answer = fenced.group(1) if fenced else content.strip()
     try:
         data = json.loads(answer)
     except json.JSONDecodeError as exc:

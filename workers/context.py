@@ -55,9 +55,23 @@ def celery_context() -> TaskContext:
     return make_context(get_settings(), CeleryDispatcher(celery_app))
 
 
+#: Beats per lease: a lease survives this many beats less one failing in a row (a database
+#: busy for a moment), and a dead worker's work is free again one lease after its last beat.
+BEATS_PER_LEASE = 4
+
+
+def beat_interval_s(settings: Settings) -> float:
+    """How often a task renews the lease of what it holds (HISTOCR_STAGE_LEASE_S / 4)."""
+    return settings.stage_lease_s / BEATS_PER_LEASE
+
+
 @contextmanager
 def heartbeat(beat: Callable[[], None], interval_s: float) -> Iterator[None]:
-    """Call `beat` every `interval_s` seconds while the block runs (a lease for long work)."""
+    """Call `beat` every `interval_s` seconds while the block runs (a lease for long work).
+
+    The beats come from a thread of their own, so they go on while the task's thread waits on
+    an endpoint, a subprocess or a lock; they stop when the block ends, and with the process.
+    """
     stop = threading.Event()
 
     def loop() -> None:

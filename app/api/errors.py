@@ -1,9 +1,17 @@
-"""How the API and the UI answer errors: domain errors by their status, the rest as a 500."""
+"""How the API and the UI answer errors: domain errors by their status, the rest as a 500.
+
+Every JSON error body is `{"detail": ...}` (app/schemas/errors.py), as app/api/responses.py
+declares it in the OpenAPI document.
+"""
 
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from app.errors import HistocrError
 from app.web.templates import TEMPLATES
@@ -16,7 +24,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HistocrError)
     async def _domain_error(request: Request, exc: HistocrError) -> Response:
-        return _answer(request, exc.status_code, exc.message)
+        return _answer(request, exc.status_code, exc.message, exc.headers)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 405:
+            # Starlette names only the methods of the first route whose path matched, so a
+            # POST-only route hid the GET beside it (`Allow` must list every method, RFC 9110).
+            headers = {**(exc.headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+            exc = HTTPException(405, exc.detail, headers=headers)
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -31,14 +48,27 @@ def _wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
-def _answer(request: Request, status_code: int, message: str) -> Response:
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):  # those of included routers too
+        match, _ = route.matches(request.scope)
+        if match != Match.NONE:
+            methods.update(route.methods or ())
+    return sorted(methods)
+
+
+def _answer(
+    request: Request, status_code: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
     """JSON for API clients; a page for a person's browser on the UI's own routes."""
     if not _wants_html(request):
-        return JSONResponse(status_code=status_code, content={"detail": message})
+        return JSONResponse(status_code=status_code, content={"detail": message}, headers=headers)
     title = "Not found" if status_code == 404 else "Something went wrong"
     return TEMPLATES.TemplateResponse(
         request,
         "error.html",
         {"status_code": status_code, "title": title, "message": message},
         status_code=status_code,
+        headers=headers,
     )

@@ -266,6 +266,25 @@ def read_records_csv(
     """
     text = _csv_text(source)
     reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        return _read_records(reader, fields)
+    except csv.Error as error:  # e.g. a field over csv.field_size_limit(): a quote left open
+        raise ValueError(
+            f"the CSV cannot be read at line {reader.line_num}: {_csv_problem(error)}"
+        ) from error
+
+
+def _csv_problem(error: csv.Error) -> str:
+    if "field larger than field limit" in str(error):
+        return (
+            f"a field is longer than {csv.field_size_limit():,} characters (is a quote left open?)"
+        )
+    return str(error)
+
+
+def _read_records(
+    reader: csv.DictReader[str], fields: Sequence[str] | None
+) -> tuple[list[str], list[dict[str, str | None]]]:
     header = [name.strip() for name in reader.fieldnames or []]
     if not header:
         raise ValueError("the CSV is empty: it has no header row")

@@ -1,10 +1,12 @@
 """Sending work to the workers: Celery in the service, an in-process queue in `histocr process`."""
 
 import logging
+import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
@@ -16,6 +18,17 @@ STAGE_TASKS = {
 }
 INGEST_TASK = "histocr.ingest"
 EVALUATE_TASK = "histocr.evaluate"
+
+#: How long one try to publish may wait on an unresponsive broker's socket (connect or answer).
+#: kombu's default is no limit: a broker that accepted the connection and then said nothing held
+#: a request (and its client) for as long as the client waited.
+PUBLISH_SOCKET_TIMEOUT_S = 1.0
+#: One retry, at once: a pooled connection the broker dropped (a restart) fails once and the
+#: retry opens a fresh one. Two tries of at most a second each: a publish gives up within about
+#: two seconds, and the task waits in the outbox for the recovery sweep (app/pipeline/outbox.py).
+PUBLISH_RETRY_POLICY: Mapping[str, float] = MappingProxyType(
+    {"max_retries": 1, "interval_start": 0.0, "interval_step": 0.2, "interval_max": 0.2}
+)
 
 
 @dataclass(frozen=True)
@@ -37,17 +50,47 @@ class Dispatcher(Protocol):
 
 
 class CeleryDispatcher:
-    """Sends tasks by name through the Celery broker."""
+    """Sends tasks by name through the Celery broker, giving up quickly when it is unreachable.
+
+    Publishes on connections of its own, opened with socket timeouts, so that the bound applies
+    to sending only: the app it is given may be a worker's, whose consuming connection keeps
+    kombu's defaults.
+    """
 
     def __init__(self, celery_app: Any) -> None:
         self.celery_app = celery_app
+        self._connections: Any = None
+        self._lock = threading.Lock()
 
     def send(self, dispatches: Sequence[Dispatch]) -> None:
-        """Publish each task on its queue."""
-        for item in dispatches:
-            self.celery_app.send_task(
-                item.task, args=list(item.args), queue=item.queue, countdown=item.countdown
-            )
+        """Publish each task on its queue; raises (within seconds) when the broker is down."""
+        if not dispatches:
+            return
+        pool = self._connection_pool()
+        # A bounded wait for a free connection too: 40 request threads share the pool.
+        with pool.acquire(block=True, timeout=2 * PUBLISH_SOCKET_TIMEOUT_S) as connection:
+            for item in dispatches:
+                self.celery_app.send_task(
+                    item.task,
+                    args=list(item.args),
+                    queue=item.queue,
+                    countdown=item.countdown,
+                    connection=connection,
+                    retry_policy=PUBLISH_RETRY_POLICY,
+                )
+
+    def _connection_pool(self) -> Any:
+        with self._lock:
+            if self._connections is None:
+                bounded = {
+                    "socket_timeout": PUBLISH_SOCKET_TIMEOUT_S,
+                    "socket_connect_timeout": PUBLISH_SOCKET_TIMEOUT_S,
+                }
+                connection = self.celery_app.connection_for_write(
+                    connect_timeout=PUBLISH_SOCKET_TIMEOUT_S, transport_options=bounded
+                )
+                self._connections = connection.Pool(limit=self.celery_app.conf.broker_pool_limit)
+            return self._connections
 
 
 class InlineDispatcher:

@@ -2,17 +2,25 @@
 
 import logging
 import threading
+from datetime import timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
 
 from app.config import Settings
-from app.db.session import session_scope
+from app.db.session import get_engine, session_scope, utcnow
+from app.db.tables import IDEMPOTENCY_KEY_TTL_S, IdempotencyKey
 from app.pipeline.dispatch import Dispatch, Dispatcher
+from app.pipeline.outbox import enqueue, send_due
 from app.pipeline.scheduler import recover_stale
 
 logger = logging.getLogger(__name__)
 
 
 def recover_once(settings: Settings, dispatcher: Dispatcher) -> list[Dispatch]:
-    """One sweep: reset expired leases, then send what became runnable."""
+    """One sweep: reset expired leases and record what became runnable in the outbox (in the
+    same transaction), then send every task due there, those a request could not send
+    included; forget Idempotency-Keys past their time."""
     with session_scope(settings.resolved_database_url) as session:
         dispatches = recover_stale(
             session,
@@ -20,8 +28,17 @@ def recover_once(settings: Settings, dispatcher: Dispatcher) -> list[Dispatch]:
             requeue_after_s=settings.stage_requeue_after_s,
             max_attempts=settings.stage_max_attempts,
         )
-    dispatcher.send(dispatches)
+        enqueue(session, dispatches)
+        _forget_expired_idempotency_keys(session)
+    sent = send_due(get_engine(settings.resolved_database_url), dispatcher)
+    if sent:
+        logger.info("recovery sent %d task(s) from the outbox", sent)
     return dispatches
+
+
+def _forget_expired_idempotency_keys(session: Session) -> None:
+    cutoff = utcnow() - timedelta(seconds=IDEMPOTENCY_KEY_TTL_S)
+    session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < cutoff))
 
 
 class RecoveryLoop:

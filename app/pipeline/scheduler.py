@@ -235,14 +235,34 @@ def recover_stale(
         logger.warning("stage result %s: queued too long, queueing again", result.id)
     session.flush()
     dispatches = _recover_ingest(session, now=now, lease_s=lease_s, requeue_after_s=requeue_after_s)
-    unfinished = session.scalars(
-        select(Run.id).where(Run.status.in_([RunStatus.PENDING, RunStatus.RUNNING]))
-    ).all()
-    for run_id in sorted(touched_runs | set(unfinished)):
+    for run_id in sorted(touched_runs | set(_idle_runs(session))):
         run = session.get(Run, run_id)
         if run is not None:
             dispatches.extend(advance(session, run))
     return dispatches
+
+
+def _idle_runs(session: Session) -> list[int]:
+    """Unfinished runs with nothing queued or running: left with pending work, or settled
+    without their evaluation (a crash between a commit and its dispatch).
+
+    A run with work in flight goes on as its tasks store their pages, and its lost work comes
+    back above (expired leases, messages queued too long); advancing it loads every row of the
+    run (~1 s for 5,000 pages), too much for a sweep every few seconds.
+    """
+    in_flight = (
+        select(StageResult.id)
+        .where(
+            StageResult.run_id == Run.id,
+            StageResult.status.in_([StageStatus.QUEUED, StageStatus.RUNNING]),
+        )
+        .exists()
+    )
+    return list(
+        session.scalars(
+            select(Run.id).where(Run.status.in_([RunStatus.PENDING, RunStatus.RUNNING]), ~in_flight)
+        )
+    )
 
 
 def _recover_ingest(

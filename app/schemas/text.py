@@ -23,12 +23,46 @@ def _single_line(value: str) -> str:
     return value.strip()
 
 
+def _not_blank(value: str) -> str:
+    if not value:
+        raise ValueError("must not be blank")
+    return value
+
+
+# The checks above, as JSON Schema patterns for the OpenAPI document (validation stays with the
+# functions, whose messages say what is wrong): clients and API fuzzers see what is accepted.
+_CONTROL = r"\u0000-\u001f\u007f-\u009f"
+_ONE_LINE = rf"^[^{_CONTROL}]*$"
+_TEXT = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]*$"
+_ONE_LINE_NOT_BLANK = rf"^[^{_CONTROL}]*[^\s{_CONTROL}][^{_CONTROL}]*$"
+
 #: A project's or a run's name.
 Name = Annotated[
-    str, Field(max_length=200), AfterValidator(_no_control_characters), AfterValidator(_single_line)
+    str,
+    Field(max_length=200, json_schema_extra={"pattern": _ONE_LINE}),
+    AfterValidator(_no_control_characters),
+    AfterValidator(_single_line),
 ]
 #: Free text such as a description.
-Description = Annotated[str, Field(max_length=10_000), AfterValidator(_no_control_characters)]
+Description = Annotated[
+    str,
+    Field(max_length=10_000, json_schema_extra={"pattern": _TEXT}),
+    AfterValidator(_no_control_characters),
+]
+#: A name that must say something (a project's).
+RequiredName = Annotated[
+    Name,
+    Field(json_schema_extra={"pattern": _ONE_LINE_NOT_BLANK}),
+    AfterValidator(_not_blank),
+]
+#: A field of a project's record schema (a column of its CSV).
+FieldName = Annotated[
+    str,
+    Field(min_length=1, max_length=100, json_schema_extra={"pattern": _ONE_LINE_NOT_BLANK}),
+    AfterValidator(_no_control_characters),
+    AfterValidator(_single_line),
+    AfterValidator(_not_blank),
+]
 
 
 def display_filename(raw: str | None, fallback: str) -> str:

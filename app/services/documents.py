@@ -52,7 +52,11 @@ def spool_upload(
                 digest.update(chunk)
                 handle.write(chunk)
         info = inspect_upload(
-            path, filename, settings.max_pages_per_document, settings.max_image_pixels
+            path,
+            filename,
+            settings.max_pages_per_document,
+            settings.max_image_pixels,
+            settings.render_dpi,
         )
     except BaseException:
         path.unlink(missing_ok=True)

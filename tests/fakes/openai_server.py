@@ -85,6 +85,22 @@ def invalid_json(content: str = '{"records": [{"surname": "Mueller",') -> Reply:
     return Reply(content=content)
 
 
+def empty_answer(*, null: bool = False) -> Reply:
+    """HTTP 200, finish_reason "stop", and nothing in it: content "" (or null)."""
+    return Reply(content=None if null else "")
+
+
+def short_answer(text: str, share: float = 0.2) -> Reply:
+    """A complete answer with only the first `share` of `text` (a page cut to its top lines)."""
+    return Reply(content=text[: int(len(text) * share)])
+
+
+def html_answer() -> Reply:
+    """HTTP 200 with an HTML page instead of JSON (a proxy's login or error page)."""
+    page = "<html><body><h1>Gateway</h1><p>Please sign in.</p></body></html>"
+    return Reply(raw_body=page, headers={"Content-Type": "text/html"})
+
+
 Responder = Callable[[dict[str, Any]], Reply | str]
 
 

@@ -5,6 +5,7 @@ import base64
 import io
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,11 +30,14 @@ from tests.fakes import FakeOpenAIServer, fake_openai_servers
 from tests.fakes.openai_server import (
     Reply,
     cut_off,
+    empty_answer,
+    html_answer,
     images,
     invalid_json,
     ok,
     rate_limited,
     server_error,
+    short_answer,
     slow,
     texts,
 )
@@ -480,3 +484,133 @@ def test_an_invalid_request_schema_fails_without_a_request(fake_openai: Factory)
     result = _one(_config(server), request)
     assert isinstance(result, EngineError) and "JSON schema is invalid" in str(result)
     assert not result.retryable and server.stats.requests == 0
+
+
+OCR_TEXT = "\n".join(
+    [
+        "Mtiller, Peter Joſeph, Bäcker, Hochſtraße 12.",
+        "Schmidt, Anna, Näherin, Markt 3.",
+        "Wolff, Carl, Schloſſer, Graben 7.",
+        "Becker, Otto, Kaufmann, Thor 4.",
+    ]
+)
+CORRECTED = OCR_TEXT.replace("Mtiller", "Müller")
+
+
+def _correction(text: str = OCR_TEXT) -> EngineRequest:
+    return EngineRequest(prompt="Correct the OCR text.", text=text)
+
+
+def test_an_empty_or_short_correction_is_asked_again_then_fails(fake_openai: Factory) -> None:
+    # An empty 200 answer once stored a `done` correction with no text: the OCR text silently
+    # replaced by nothing. It is an unusable answer, asked again like a cut-off one.
+    server = fake_openai()
+    server.queue(empty_answer(), CORRECTED)
+    recovered = _one(_config(server), _correction())
+    assert isinstance(recovered, EngineResult)
+    assert (recovered.text, recovered.attempts) == (CORRECTED, 2)
+
+    server.queue(empty_answer(), short_answer(CORRECTED))
+    failed = _one(_config(server), _correction())
+    assert isinstance(failed, EngineError) and not failed.retryable
+    assert str(failed).startswith("the answer has 23 letters and digits, under 50% of the 108")
+    assert str(failed).endswith("after 2 attempts") and failed.attempts == 2
+
+    server.queue(empty_answer(null=True), empty_answer())
+    failed = _one(_config(server), _correction())
+    assert isinstance(failed, EngineError) and failed.attempts == 2
+    assert str(failed) == (
+        "the answer is empty, but its input text has 108 letters and digits after 2 attempts"
+    )
+    assert server.stats.requests == 6
+
+
+def test_what_a_correction_may_rightly_be(fake_openai: Factory, tmp_path: Path) -> None:
+    server = fake_openai()
+    accepted = [
+        # Longer than its OCR text: the OCR missed lines (the pages correction helps most).
+        (OCR_TEXT.splitlines()[0], CORRECTED),
+        # Shorter by the noise it dropped: spaces and punctuation specks are not counted.
+        (OCR_TEXT + "\n" + "\n".join([". , ' ; — ~ :"] * 20), CORRECTED),
+        # 60 % of the letters: a correction that dropped invented lines, still plausible.
+        (OCR_TEXT, CORRECTED[: int(len(CORRECTED) * 0.6)]),
+        # Too little to judge (a page number, the noise OCR reads on a blank page).
+        ("12 ii", ""),
+    ]
+    for source, answer in accepted:
+        server.queue(answer)
+        result = _one(_config(server), _correction(source))
+        assert isinstance(result, EngineResult) and result.text == answer, source
+    # An image alone may rightly get nothing back: a blank page.
+    (page,) = _pages(tmp_path, 1)
+    server.queue(empty_answer())
+    blank = _one(_config(server), EngineRequest(prompt="Transcribe.", image_path=page))
+    assert isinstance(blank, EngineResult) and blank.text == ""
+    # No content at all (null) is never an answer.
+    server.queue(empty_answer(null=True), empty_answer(null=True))
+    failed = _one(_config(server), EngineRequest(prompt="Transcribe.", image_path=page))
+    assert isinstance(failed, EngineError) and "no content" in str(failed)
+    assert server.stats.requests == len(accepted) + 3
+
+
+def _attempts_in_message(error: EngineError) -> int:
+    found = re.findall(r"after (\d+) attempts?\b", str(error))
+    assert len(found) == 1, str(error)
+    return int(found[0])
+
+
+def test_one_tally_of_requests_over_both_retry_layers(fake_openai: Factory) -> None:
+    # Transport retries and unusable answers once had a limit each, one inside the other:
+    # 8 requests reported as "gave up after 4 attempts", "after 5 attempts" with a limit of 2.
+    server = fake_openai()
+    extraction = EngineRequest(prompt="Extract.", text="Mueller, Baecker", json_schema=SCHEMA)
+    config = _config(server, max_attempts=4, max_invalid_attempts=2)
+    cases: list[tuple[list[Reply | str], str, bool]] = [
+        # Three failures, then an unusable answer: the fourth request was the last one allowed.
+        (
+            [server_error(500)] * 3 + [invalid_json()],
+            "output is not valid JSON",
+            False,
+        ),
+        # An unusable answer, then the server fails until the tally is spent.
+        ([invalid_json()] + [server_error(503)] * 3, "HTTP 503", True),
+        # Two unusable answers end it, whatever came between.
+        ([invalid_json(), server_error(500), invalid_json()], "output is not valid JSON", False),
+    ]
+    sent = 0
+    for replies, reason, retryable in cases:
+        server.queue(*replies)
+        failed = _one(config, extraction)
+        assert isinstance(failed, EngineError) and reason in str(failed)
+        assert failed.attempts == len(replies) == server.stats.requests - sent
+        assert _attempts_in_message(failed) == failed.attempts <= config.max_attempts
+        assert failed.retryable == retryable
+        sent = server.stats.requests
+    assert str(failed).endswith("after 3 attempts: 2 answered unusably, 1 not answered")
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["500", "429", "timeout", "cut off", "html with 200", "invalid json", "empty", "null"],
+)
+def test_every_fault_reports_the_requests_it_sent(fake_openai: Factory, fault: str) -> None:
+    replies: dict[str, Callable[[], Reply]] = {
+        "500": lambda: server_error(500),
+        "429": lambda: rate_limited("0"),
+        "timeout": lambda: slow(2.0),
+        "cut off": cut_off,
+        "html with 200": html_answer,
+        "invalid json": invalid_json,
+        "empty": empty_answer,
+        "null": lambda: empty_answer(null=True),
+    }
+    server = fake_openai(responder=lambda _body: replies[fault]())
+    config = _config(server, timeout_s=0.3, max_attempts=3, max_invalid_attempts=2)
+    schema = SCHEMA if fault == "invalid json" else None
+    request = EngineRequest(prompt="Correct.", text=OCR_TEXT, json_schema=schema)
+    failed = _one(config, request)
+    assert isinstance(failed, EngineError)
+    assert failed.attempts == server.stats.requests == _attempts_in_message(failed)
+    unanswered = fault in ("500", "429", "timeout")
+    assert failed.attempts == (3 if unanswered else 2)
+    assert failed.retryable == unanswered

@@ -13,10 +13,12 @@ from pydantic import SecretStr
 from tests.fakes.openai_server import (
     Reply,
     cut_off,
+    empty_answer,
     images,
     invalid_json,
     rate_limited,
     server_error,
+    short_answer,
     texts,
 )
 from tests.helpers import PRINTED_LINES, render_page
@@ -142,6 +144,9 @@ def test_failures_end_failed_with_their_attempts(
         "Koch, Carl, Schmied, Graben 2.",
         "Wolf, Emil, Maler, Hof 3.",
         "Beck, Otto, Baecker, Thor 4.",
+        "Lang, Emil, Schneider, Thorstrasse 12.",
+        "Roth, Paul, Gerber, Muehlweg 5.",
+        "Fuchs, Karl, Weber, Brunnengasse 8.",
     ]
     seen: dict[str, int] = {}
 
@@ -155,6 +160,10 @@ def test_failures_end_failed_with_their_attempts(
             return cut_off()
         if key == "correct:Beck":
             return server_error(503)
+        if key == "correct:Lang" or (key == "correct:Roth" and seen[key] == 1):
+            return empty_answer()  # HTTP 200, finish_reason "stop", content ""
+        if key == "correct:Fuchs":
+            return server_error(500) if seen[key] == 1 else short_answer(text)
         if key == "extract:Meier":
             return invalid_json()
         if "response_format" in body:
@@ -201,4 +210,34 @@ def test_failures_end_failed_with_their_attempts(
     # Page 4: the endpoint keeps failing: retried with backoff up to the limit, then failed.
     assert results[4]["correct"]["status"] == "failed"
     assert results[4]["correct"]["attempts"] == 2 and "503" in results[4]["correct"]["error"]
+    assert "not queued again" in results[4]["correct"]["error"]
+    # Page 5: empty 200 answers: never a `done` correction with no text; failed, saying why.
+    assert results[5]["correct"]["status"] == "failed" and results[5]["correct"]["text"] is None
+    assert results[5]["correct"]["error"].startswith("the answer is empty, but its input text")
+    assert results[5]["correct"]["attempts"] == 2 and results[5]["extract"]["status"] == "skipped"
+    # Page 6: one empty answer, asked again: done with the real correction.
+    assert results[6]["correct"]["status"] == "done" and results[6]["correct"]["attempts"] == 2
+    assert results[6]["correct"]["text"] == pages[5]
+    # Page 7: a 500, then a page cut to its first fifth: the tally of 2 requests is spent.
+    assert results[7]["correct"]["status"] == "failed"
+    assert "letters and digits, under 50%" in results[7]["correct"]["error"]
+    assert results[7]["correct"]["error"].endswith(
+        "after 2 attempts: 1 answered unusably, 1 not answered"
+    )
+    # Every row's attempts are the requests the endpoint got for it, and its message says so.
+    correct_requests = sum(n for key, n in seen.items() if key.startswith("correct:"))
+    assert sum(r["correct"]["attempts"] for r in results.values()) == correct_requests
+    assert sum(r["extract"]["attempts"] for r in results.values()) == sum(
+        n for key, n in seen.items() if key.startswith("extract:")
+    )
+    assert_messages_give_the_attempts(results)
     assert KEY not in json.dumps(results)
+
+
+def assert_messages_give_the_attempts(results: dict) -> None:
+    """A failed stage's message ends on the number its `attempts` says."""
+    for stages_of_page in results.values():
+        for stage in stages_of_page.values():
+            if stage["status"] == "failed":
+                counts = re.findall(r"(\d+) attempts", stage["error"])
+                assert int(counts[-1]) == stage["attempts"], stage

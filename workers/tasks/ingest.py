@@ -1,5 +1,6 @@
 """Ingest: render an uploaded PDF or image into stored page images."""
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -10,10 +11,12 @@ from app.db.tables import Document, DocumentStatus, Page
 from app.errors import InvalidUpload
 from app.pipeline.dispatch import INGEST_TASK, Dispatch
 from app.pipeline.engines import default_parameters, engine_environment
+from app.pipeline.outbox import enqueue
 from app.pipeline.scheduler import advance, lock_run, materialize, runs_waiting_for
+from app.storage import LocalStorage, StoredFile, move_into_store
 from models.registry import engine_specs
 from workers.celery_app import celery_app
-from workers.context import TaskContext, celery_context
+from workers.context import TaskContext, beat_interval_s, celery_context, heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +38,9 @@ def ingest_document(ctx: TaskContext, document_id: int) -> None:
         source = ctx.storage.path(document.storage_key)
         media_type = document.media_type
     try:
-        count = _render_and_store(ctx, document_id, source, media_type)
+        # A page that renders for longer than the lease must not pass for a dead worker's.
+        with heartbeat(lambda: _beat(ctx, document_id), beat_interval_s(ctx.settings)):
+            count = _render_and_store(ctx, document_id, source, media_type)
     except InvalidUpload as exc:
         _finish(ctx, document_id, DocumentStatus.FAILED, error=exc.message)
         return
@@ -50,14 +55,26 @@ def _render_and_store(ctx: TaskContext, document_id: int, source: Path, media_ty
     from app.pipeline.media import render_pages
 
     count = 0
+    work_dir = ctx.storage.root / "tmp"  # beside the store, so a page moves in by a rename
+    work_dir.mkdir(parents=True, exist_ok=True)
     for rendered in render_pages(
         source,
         media_type,
         dpi=ctx.settings.render_dpi,
         preview_max_side=ctx.settings.preview_max_side,
         max_pixels=ctx.settings.max_image_pixels,
+        work_dir=work_dir,
     ):
-        image = ctx.storage.put_bytes(rendered.png, ".png") if rendered.png else None
+        reduced = rendered.dpi is not None and rendered.dpi < ctx.settings.render_dpi
+        if media_type == "application/pdf" and reduced:
+            logger.info(
+                "document %s page %s: rendered at %s dpi to stay within %s pixels",
+                document_id,
+                rendered.number,
+                rendered.dpi,
+                f"{ctx.settings.max_image_pixels:,}",
+            )
+        image = _store_file(ctx.storage, rendered.png, ".png") if rendered.png else None
         if image is not None:
             _prepare_for_engines(ctx, ctx.storage.path(image.key))
         preview = (
@@ -87,6 +104,25 @@ def _render_and_store(ctx: TaskContext, document_id: int, source: Path, media_ty
             )
         count += 1
     return count
+
+
+def _store_file(storage: LocalStorage, path: Path, suffix: str) -> StoredFile:
+    """Move a rendered file into the store under its hash (read in chunks, not at once)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return move_into_store(storage, path, digest.hexdigest(), suffix)
+
+
+def _beat(ctx: TaskContext, document_id: int) -> None:
+    """Renew the ingest's lease: the recovery takes back documents ingesting without news."""
+    with ctx.session() as session:
+        session.execute(
+            update(Document)
+            .where(Document.id == document_id, Document.status == DocumentStatus.INGESTING)
+            .values(updated_at=utcnow())
+        )
 
 
 def _prepare_for_engines(ctx: TaskContext, image: Path) -> None:
@@ -127,7 +163,8 @@ def _finish(
                 continue
             materialize(session, run)
             dispatches.extend(advance(session, run))
-    ctx.dispatcher.send(dispatches)
+        # Sent after the commit; kept for the sweep while the broker cannot be reached.
+        enqueue(session, dispatches, sender=ctx.dispatcher)
 
 
 @celery_app.task(name=INGEST_TASK)

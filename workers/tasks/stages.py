@@ -6,21 +6,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery.signals import worker_ready
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.orm import Session, joinedload
 
 from app.db.session import utcnow
 from app.db.tables import Line, Page, Record, Run, StageResult, StageStatus
 from app.pipeline.dispatch import STAGE_TASKS, Dispatch
 from app.pipeline.engines import default_parameters, engine_environment
+from app.pipeline.outbox import enqueue
 from app.pipeline.run_config import StageConfig
 from app.pipeline.scheduler import advance, lock_run
 from app.services.imports import imported_pages
 from models.base import EngineError, EngineResult, TextLine
 from models.registry import engine_specs, get_engine
+from models.rewrite import rewrite_problem
 from models.stages import PageInput, StageOutput, StageOutputInvalid, build_requests, parse_result
 from workers.celery_app import celery_app
-from workers.context import TaskContext, celery_context, heartbeat
+from workers.context import TaskContext, beat_interval_s, celery_context, heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +44,11 @@ def run_stage(ctx: TaskContext, stage: str, result_ids: Sequence[int]) -> None:
     claimed, spec, run_id = _claim(ctx, stage, result_ids)
     if not claimed or spec is None or run_id is None:
         return
-    ids = [c.result_id for c in claimed]
     outcomes: list[StageOutput | EngineError]
     used: dict[str, Any] = {}
-    with heartbeat(lambda: _beat(ctx, ids), ctx.settings.stage_lease_s / 4):
+    # The lease of the pages this task holds is renewed until their outcome is stored, so a
+    # page that takes long (a 2-minute answer) is never taken for one whose worker died.
+    with heartbeat(lambda: _beat(ctx, claimed), beat_interval_s(ctx.settings)):
         try:
             environment = ctx.engine_environment(spec.engine)
             engine = get_engine(spec.engine, spec.parameters, environment)
@@ -59,7 +62,7 @@ def run_stage(ctx: TaskContext, stage: str, result_ids: Sequence[int]) -> None:
             failed = [EngineError(f"internal error: {exc}")] * len(claimed)
             _store(ctx, run_id, claimed, failed, used)
             raise
-    _store(ctx, run_id, claimed, outcomes, used)
+        _store(ctx, run_id, claimed, outcomes, used)
 
 
 def _parse(
@@ -67,6 +70,11 @@ def _parse(
 ) -> StageOutput | EngineError:
     if isinstance(answer, EngineError):
         return answer
+    if spec.stage == "correct":
+        # Whatever the engine: a correction that lost most of its text is not stored over it.
+        problem = rewrite_problem(page.text or "", answer.text)
+        if problem:
+            return EngineError(problem, attempts=answer.attempts)
     try:
         return parse_result(spec, page, answer)
     except StageOutputInvalid as exc:
@@ -156,11 +164,21 @@ def _imported_text(ctx: TaskContext, page: Page) -> str | None:
     return pages[page.number - 1] if pages else None
 
 
-def _beat(ctx: TaskContext, ids: list[int]) -> None:
+def _beat(ctx: TaskContext, claimed: Sequence[ClaimedPage]) -> None:
+    """Renew the lease of the pages this task still holds.
+
+    Held means running under this task's claim: each claim counts an attempt, so a page the
+    recovery took back and another task claimed again has another count, and its lease is
+    that task's to renew (were it renewed here, that task's death would go unnoticed).
+    """
+    held = [(c.result_id, c.attempt) for c in claimed]
     with ctx.session() as session:
         session.execute(
             update(StageResult)
-            .where(StageResult.id.in_(ids), StageResult.status == StageStatus.RUNNING)
+            .where(
+                tuple_(StageResult.id, StageResult.attempts).in_(held),
+                StageResult.status == StageStatus.RUNNING,
+            )
             .values(heartbeat_at=utcnow())
         )
 
@@ -194,20 +212,33 @@ def _store(
                 _record_success(session, result, outcome)
         if run is not None:
             dispatches.extend(advance(session, run, page_ids=[c.page_id for c in claimed]))
-    ctx.dispatcher.send(dispatches)
+        # Sent after the commit; kept for the sweep while the broker cannot be reached.
+        enqueue(session, dispatches, sender=ctx.dispatcher)
 
 
 def _record_failure(
     ctx: TaskContext, run: Run | None, result: StageResult, error: EngineError
 ) -> list[Dispatch]:
+    """Count the tries, then queue the page again or fail it; the message says which and why.
+
+    A failure that may pass (`retryable`: an endpoint that stayed busy or unreachable through
+    its own retries, a local engine's passing fault) is queued again while the page's attempts
+    are under HISTOCR_STAGE_MAX_ATTEMPTS; anything else fails at once.
+    """
     max_attempts = ctx.settings.stage_max_attempts
-    # An engine that retried inside (HTTP retries, invalid outputs) reports how often it tried.
-    result.attempts += max(0, error.attempts - 1)
-    result.error = str(error)
+    _count_attempts(result, error.attempts)
+    message = str(error)
+    earlier = result.attempts - error.attempts
+    if earlier > 0:
+        message += f"; {result.attempts} attempts at this stage in all, {earlier} before this task"
     result.finished_at = utcnow()
     if error.retryable and result.attempts < max_attempts:
         result.status = StageStatus.QUEUED
         result.queued_at = utcnow()
+        result.error = (
+            f"{message}; queued again ({result.attempts} attempts so far, "
+            f"HISTOCR_STAGE_MAX_ATTEMPTS is {max_attempts})"
+        )
         logger.warning("stage result %s: attempt %s failed: %s", result.id, result.attempts, error)
         return [
             Dispatch(
@@ -217,6 +248,12 @@ def _record_failure(
                 countdown=min(60.0, 2.0**result.attempts),
             )
         ]
+    if error.retryable:
+        message += (
+            f"; not queued again: the page has had {result.attempts} attempts, "
+            f"HISTOCR_STAGE_MAX_ATTEMPTS is {max_attempts}"
+        )
+    result.error = message
     result.status = StageStatus.FAILED
     logger.error(
         "stage result %s failed after %s attempt(s): %s", result.id, result.attempts, error
@@ -224,9 +261,19 @@ def _record_failure(
     return []
 
 
+def _count_attempts(result: StageResult, tries: int) -> None:
+    """Replace the one try the claim counted with the engine's own count.
+
+    `attempts` counts a page's tries at a stage over all tasks: the requests sent to an
+    endpoint (0 when none could be), the runs of a local engine. The claim counts one before
+    the engine starts, so that a task whose worker dies is counted too.
+    """
+    result.attempts += tries - 1
+
+
 def _record_success(session: Session, result: StageResult, output: StageOutput) -> None:
     answer = output.result
-    result.attempts += max(0, answer.attempts - 1)
+    _count_attempts(result, answer.attempts)
     result.status = StageStatus.DONE
     result.text = output.text
     result.model = answer.model

@@ -7,11 +7,16 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from app.db.session import get_engine
+from app.schemas.health import HealthReport
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get(
+    "/healthz",
+    response_model=HealthReport,
+    responses={503: {"model": HealthReport, "description": "the database or the broker is down"}},
+)
 def healthz(request: Request) -> JSONResponse:
     """200 when the database and the broker answer, 503 otherwise, with what failed."""
     settings = request.app.state.settings
