@@ -30,14 +30,24 @@ class Settings(BaseSettings):
 
     render_dpi: int = Field(default=300, ge=50, le=1200)
     max_upload_mb: float = Field(default=200.0, gt=0)
+    #: One upload request in all (every file and field), checked on Content-Length and counted
+    #: while the body streams in; set it at least to max_upload_mb.
+    max_request_mb: float = Field(default=1000.0, gt=0)
+    max_files_per_upload: int = Field(default=100, ge=1)
+    #: Form fields (not files) in one upload request; the upload forms have at most three.
+    max_form_fields: int = Field(default=50, ge=1)
+    #: Any other request body (JSON, a login form): larger ones are a 413 before any route.
+    max_body_kb: int = Field(default=1024, ge=1)
     max_pages_per_document: int = Field(default=2000, ge=1)
     max_image_pixels: int = Field(default=200_000_000, ge=1_000_000)
     preview_max_side: int = Field(default=1600, ge=200)
 
     stage_max_attempts: int = Field(default=3, ge=1)
-    stage_lease_s: float = Field(default=300.0, gt=0)
+    #: A running stage or ingest whose worker sent no heartbeat (every quarter lease) for this
+    #: long is taken back; with the sweep below, a dead worker's pages run again within ~40 s.
+    stage_lease_s: float = Field(default=30.0, gt=0)
     stage_requeue_after_s: float = Field(default=600.0, gt=0)
-    recovery_interval_s: float = Field(default=30.0, gt=0)
+    recovery_interval_s: float = Field(default=10.0, gt=0)
 
     embedded_worker: bool | None = None
     #: Processes of the cpu queue's worker that `serve` starts (ingest, Tesseract, rules).
@@ -52,6 +62,17 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
+
+    # Accounts (README "Accounts and security"). Authentication is required for every request
+    # when this is true or when the server listens on anything but loopback; otherwise a server
+    # with no user yet runs in single-user mode for loopback clients.
+    auth_required: bool = False
+    #: Mark the session cookie `Secure` (None: when the request came over HTTPS).
+    cookie_secure: bool | None = None
+    #: Requests per minute one API token may make (per web process).
+    token_rate_per_minute: int = Field(default=1200, ge=1)
+    #: Failed logins per 5 minutes from one address or for one user name, before a 429.
+    login_failures_per_5_min: int = Field(default=10, ge=1)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -99,6 +120,11 @@ class Settings(BaseSettings):
         """The upload size limit in bytes."""
         return int(self.max_upload_mb * 1024 * 1024)
 
+    @property
+    def max_request_bytes(self) -> int:
+        """The size limit of one upload request in bytes."""
+        return int(self.max_request_mb * 1024 * 1024)
+
     tesseract: TesseractSettings = Field(default_factory=TesseractSettings)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     transformers: TransformersSettings = Field(default_factory=TransformersSettings)
@@ -115,9 +141,13 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> "Settings":
         """Refuse a placeholder API key outside development, where it would fail later."""
-        key = self.openai.api_key.get_secret_value() if self.openai.api_key else ""
-        if self.environment != "development" and key.strip().lower() in PLACEHOLDER_SECRETS:
-            raise ValueError("HISTOCR_OPENAI_API_KEY is a placeholder; set the real key")
+        keys = {"HISTOCR_OPENAI_API_KEY": self.openai.api_key}
+        for name, endpoint in self.openai.endpoints.items():  # HISTOCR_ENDPOINTS__<NAME>__…
+            keys[f"HISTOCR_ENDPOINTS__{name.upper()}__API_KEY"] = endpoint.api_key
+        for variable, secret in keys.items():
+            key = secret.get_secret_value() if secret else ""
+            if self.environment != "development" and key.strip().lower() in PLACEHOLDER_SECRETS:
+                raise ValueError(f"{variable} is a placeholder; set the real key")
         return self
 
 

@@ -23,6 +23,8 @@ PageHook = Callable[[Path, Mapping[str, Any], Mapping[str, Any]], None]
 WorkerHook = Callable[[Mapping[str, Any], Mapping[str, Any]], None]
 #: Checks, before a run starts, that what the run needs is there; raises EngineNotAvailable.
 Preflight = Callable[[Mapping[str, Any], Mapping[str, Any]], None]
+#: What a `choices_from` method returns: each allowed value, with the defaults it implies.
+ConfiguredChoices = Mapping[str, Mapping[str, Any]]
 
 STAGES = ("ocr", "correct", "extract")
 KINDS: dict[type, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
@@ -52,6 +54,10 @@ class Parameter:
     recorded: bool = True
     #: The option of `histocr process` that sets it (None: not on the command line).
     cli: str | None = None
+    #: A method of the engine's settings that gives the values this installation allows, each
+    #: with the defaults it implies for other parameters (the endpoints an administrator
+    #: configured, each with its default model). Checked like `choices`, listed by the API.
+    choices_from: str | None = None
 
     def check(self, value: Any) -> Any:
         """The value converted to the parameter's type; ParameterInvalid when it does not fit.

@@ -217,7 +217,12 @@ def client_for() -> Iterator[object]:
     clients: list[TestClient] = []
 
     def make(settings: Settings) -> TestClient:
-        client = TestClient(create_app(settings))
+        # A browser or script on the server's own machine, as `make run` serves it: with no
+        # user yet, the app runs in single-user mode for it (tests/app/test_auth.py covers
+        # the rest).
+        client = TestClient(
+            create_app(settings), base_url="http://127.0.0.1:8000", client=("127.0.0.1", 50000)
+        )
         clients.append(client)
         return client
 
@@ -240,3 +245,37 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.tiny_vlm import build_tiny_qwen2_vl
 
     return build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny-qwen2-vl"), benchmark_dir=BENCHMARK)
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+)
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    # Debian's chromium and chromium-driver, which `make test` installs (no browser download).
+    for program in (CHROMIUM, CHROMEDRIVER):
+        assert Path(program).exists(), f"{program} is missing: run make test (it installs it)"
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -1,32 +1,17 @@
-"""Who is acting on a request: the name recorded with every change (audit, versions).
+"""The acting user of a request, as a dependency (app/api/auth.py sets `request.state.actor`)."""
 
-The accounts layer (app/api/auth.py) sets `request.state.actor`; until a request is
-authenticated the author is the local single user, `local`.
-"""
-
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-LOCAL = "local"
+from app.identity import LOCAL, LOCAL_ACTOR, Actor
 
-
-@dataclass(frozen=True)
-class Actor:
-    """The user a request acts for: id (None for the local single user), name, rights."""
-
-    user_id: int | None
-    name: str
-    is_admin: bool = True
-    read_only: bool = False
-
-
-LOCAL_ACTOR = Actor(user_id=None, name=LOCAL, is_admin=True)
+__all__ = ["LOCAL", "LOCAL_ACTOR", "Actor", "ActorDep", "current_actor"]
 
 
 async def current_actor(request: Request) -> Actor:
-    """The acting user (async: an attribute read needs no thread)."""
+    """The acting user (async: an attribute read needs no thread); the local single user when
+    the request was not authenticated (single-user mode)."""
     actor = getattr(request.state, "actor", None)
     return actor if isinstance(actor, Actor) else LOCAL_ACTOR
 

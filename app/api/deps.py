@@ -7,11 +7,17 @@ from fastapi import Depends, Path, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from app.api.actor import ActorDep
 from app.config import Settings
+from app.db import audit  # noqa: F401  (the audit trail's flush hook)
+from app.db.accounts import Role
 from app.db.session import get_sessionmaker
 from app.db.tables import MAX_ID, Document, Page, Project, Run
 from app.errors import NotFound
+from app.identity import Actor
 from app.pipeline.dispatch import Dispatcher
+from app.pipeline.outbox import Outbox
+from app.services.accounts import require_role
 from app.storage import LocalStorage
 
 
@@ -28,14 +34,16 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-def get_session(settings: SettingsDep) -> Iterator[Session]:
-    """One session per request, committed when the route returns without error.
+def get_session(settings: SettingsDep, actor: ActorDep) -> Iterator[Session]:
+    """One session per request, committed when the route returns without error; what it
+    changes is written to the audit trail as the request's actor's doing.
 
     Declared with `scope="function"` (in `SessionDep`): the commit runs before the response is
     sent. FastAPI's default for a dependency with `yield` ends it after the response is sent,
     so a client that read "201 Created" and asked at once for what it created got a 404.
     """
     session = get_sessionmaker(settings.resolved_database_url)()
+    session.info["actor"] = actor
     try:
         yield session
         session.commit()
@@ -91,24 +99,70 @@ async def get_dispatcher(request: Request) -> Dispatcher:
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 
 
-def valid_project(session: SessionDep, project_id: RowId) -> Project:
-    """The project in the path, or 404."""
-    return found(session, Project, project_id, "project")
+def get_outbox(session: SessionDep, dispatcher: DispatcherDep) -> Outbox:
+    """Where a route puts the tasks it starts: rows in its transaction, sent after the commit
+    (or, with the broker down, by the recovery sweep): routes never send themselves."""
+    return Outbox(session, dispatcher)
 
 
-def valid_document(session: SessionDep, document_id: RowId) -> Document:
-    """The document in the path, or 404."""
-    return found(session, Document, document_id, "document")
+OutboxDep = Annotated[Outbox, Depends(get_outbox)]
 
 
-def valid_page(session: SessionDep, page_id: RowId) -> Page:
-    """The page in the path, or 404."""
-    return found(session, Page, page_id, "page")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def valid_run(session: SessionDep, run_id: RowId) -> Run:
-    """The run in the path, or 404."""
-    return found(session, Run, run_id, "run")
+def needed_role(request: Request) -> Role:
+    """Reading needs the viewer role in the project, anything else the editor role."""
+    return Role.VIEWER if request.method in SAFE_METHODS else Role.EDITOR
+
+
+def authorize(session: Session, actor: Actor, project_id: int, request: Request) -> None:
+    """Refuse a request its actor's role in the project does not allow (404 or 403)."""
+    require_role(session, actor, project_id, needed_role(request))
+
+
+def valid_project(
+    session: SessionDep, project_id: RowId, actor: ActorDep, request: Request
+) -> Project:
+    """The project in the path, or 404; the actor's role must allow the request."""
+    project = found(session, Project, project_id, "project")
+    authorize(session, actor, project.id, request)
+    return project
+
+
+def valid_document(
+    session: SessionDep, document_id: RowId, actor: ActorDep, request: Request
+) -> Document:
+    """The document in the path, or 404; the actor's role must allow the request."""
+    document = found(session, Document, document_id, "document")
+    _authorize_or_hide(session, actor, document.project_id, request, f"document {document_id}")
+    return document
+
+
+def valid_page(session: SessionDep, page_id: RowId, actor: ActorDep, request: Request) -> Page:
+    """The page in the path, or 404; the actor's role must allow the request."""
+    page = found(session, Page, page_id, "page")
+    project_id = session.get_one(Document, page.document_id).project_id
+    _authorize_or_hide(session, actor, project_id, request, f"page {page_id}")
+    return page
+
+
+def valid_run(session: SessionDep, run_id: RowId, actor: ActorDep, request: Request) -> Run:
+    """The run in the path, or 404; the actor's role must allow the request."""
+    run = found(session, Run, run_id, "run")
+    _authorize_or_hide(session, actor, run.project_id, request, f"run {run_id}")
+    return run
+
+
+def _authorize_or_hide(
+    session: Session, actor: Actor, project_id: int, request: Request, what: str
+) -> None:
+    """As `authorize`, but a row of a project the actor may not see is "not found" by its own
+    name (the project's id is not disclosed)."""
+    try:
+        authorize(session, actor, project_id, request)
+    except NotFound:
+        raise NotFound(f"{what} not found") from None
 
 
 ProjectDep = Annotated[Project, Depends(valid_project)]

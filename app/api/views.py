@@ -99,8 +99,8 @@ def document_detail(session: Session, document: Document) -> DocumentDetail:
     )
 
 
-def ground_truth_public(truth: GroundTruth) -> GroundTruthPublic:
-    """Attached ground truth, without its content."""
+def ground_truth_public(truth: GroundTruth, *, current: bool = True) -> GroundTruthPublic:
+    """A version of attached ground truth, without its content."""
     return GroundTruthPublic(
         id=truth.id,
         document_id=truth.document_id,
@@ -108,6 +108,9 @@ def ground_truth_public(truth: GroundTruth) -> GroundTruthPublic:
         kind=truth.kind,
         filename=truth.filename,
         characters=len(truth.content),
+        version=truth.version,
+        author=truth.author,
+        current=current,
         created_at=truth.created_at,
     )
 

@@ -1,7 +1,8 @@
-"""The `histocr` command: serve, worker, process, evaluate, migrate."""
+"""The `histocr` command: serve, worker, process, evaluate, migrate, users, tokens."""
 
 import click
 
+from app.cli.accounts import tokens, users
 from app.cli.evaluate import evaluate
 from app.cli.process import process
 from app.cli.serve import migrate, serve, worker
@@ -18,6 +19,8 @@ cli.add_command(worker)
 cli.add_command(migrate)
 cli.add_command(process)
 cli.add_command(evaluate)
+cli.add_command(users)
+cli.add_command(tokens)
 
 
 def main() -> None:

@@ -35,14 +35,19 @@ def engine_options(command: Any) -> Any:
     for flag, parameter in sorted(command_line_parameters().items(), reverse=True):
         engines = [s.name for s in engine_specs().values() if s.parameter(parameter.name)]
         kind: Any = click.Choice(parameter.choices) if parameter.choices else parameter.kind
+        # Configured values (endpoint names) are checked against this machine's settings.
+        default = (
+            f"default {parameter.default}"
+            if parameter.choices_from
+            else f"default HISTOCR_{engines[0].upper()}_{parameter.name.upper()}"
+        )
         command = click.option(
             flag,
             f"param_{parameter.name}",
             type=kind,
             default=None,
             help=f"{parameter.description[:1].upper()}{parameter.description[1:]} "
-            f"({', '.join(engines)}; default HISTOCR_{engines[0].upper()}_"
-            f"{parameter.name.upper()}).",
+            f"({', '.join(engines)}; {default}).",
         )(command)
     return command
 

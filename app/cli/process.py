@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 from sqlalchemy import select
@@ -29,6 +30,7 @@ from app.pipeline.dispatch import (
     InlineDispatcher,
 )
 from app.pipeline.run_config import StageRequest, default_stages
+from models.openai_spec import DEFAULT_ENDPOINT
 
 EXISTING_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -95,6 +97,13 @@ class ProcessOptions:
 )
 @engine_options
 @click.option(
+    "--base-url",
+    metavar="URL",
+    default=None,
+    help="The default endpoint's URL for this process, instead of HISTOCR_OPENAI_BASE_URL "
+    "(its key: HISTOCR_OPENAI_API_KEY). Other configured endpoints: --endpoint NAME.",
+)
+@click.option(
     "--ground-truth",
     "gt_texts",
     multiple=True,
@@ -118,9 +127,10 @@ class ProcessOptions:
     help="Tasks run at once (an mLLM task keeps many requests in flight).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the figures.")
-def process(dpi: int | None, as_json: bool, **given: Any) -> None:
+def process(dpi: int | None, base_url: str | None, as_json: bool, **given: Any) -> None:
     """Run OCR (and correction, extraction) on FILES and write the results to --out."""
     options = _options(**given)
+    _check_base_url(base_url, options)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="histocr-") as work:
         base = get_settings()
@@ -130,6 +140,10 @@ def process(dpi: int | None, as_json: bool, **given: Any) -> None:
                 "database_url": f"sqlite:///{Path(work) / 'histocr.db'}",
                 "storage_dir": Path(work) / "files",
                 "render_dpi": dpi or base.render_dpi,
+                # The operator's own endpoint: this process's setting, not a run's parameter.
+                "openai": base.openai.model_copy(update={"base_url": base_url})
+                if base_url
+                else base.openai,
             }
         )
         try:
@@ -188,6 +202,25 @@ def _options(
         imports=imports,
         **rest,
     )
+
+
+def _check_base_url(base_url: str | None, options: ProcessOptions) -> None:
+    """--base-url moves the default endpoint: it needs the openai engine and that endpoint."""
+    if base_url is None:
+        return
+    engines = [e for e in (options.ocr, options.correct, options.extract) if e]
+    if "openai" not in engines:
+        raise click.UsageError(
+            f"--base-url: no engine of this run takes it (engines: {', '.join(engines)})"
+        )
+    endpoint = options.engine_parameters.get("endpoint", DEFAULT_ENDPOINT)
+    if endpoint != DEFAULT_ENDPOINT:
+        raise click.UsageError(
+            f"--base-url sets the {DEFAULT_ENDPOINT} endpoint; it does not go with "
+            f"--endpoint {endpoint}"
+        )
+    if urlsplit(base_url).scheme not in ("http", "https"):
+        raise click.UsageError("--base-url must start with http:// or https://")
 
 
 def _default_ocr(files: tuple[Path, ...]) -> str:

@@ -198,11 +198,14 @@ def serve(host: str | None, port: int | None, worker: bool | None, migrate: bool
     """Run the API and the browser UI (and, embedded, a worker)."""
     import uvicorn
 
+    from app.api.auth import auth_required
     from app.main import create_app
     from app.pipeline.dispatch import CeleryDispatcher
     from app.pipeline.recovery import RecoveryLoop
 
     settings = get_settings()
+    if host is not None:  # the app decides from the address it listens on whether to ask for
+        settings = settings.model_copy(update={"host": host})  # accounts (app/api/auth.py)
     logging.basicConfig(level=settings.log_level.upper())
     if migrate:
         upgrade_database(settings)
@@ -230,12 +233,16 @@ def serve(host: str | None, port: int | None, worker: bool | None, migrate: bool
                 embedded.stop()
 
     app = create_app(settings, lifespan=background)
-    click.echo(f"histocr on http://{host or settings.host}:{port or settings.port}")
+    click.echo(f"histocr on http://{settings.host}:{port or settings.port}")
+    if auth_required(settings):
+        click.echo("accounts required: log in, or send an API token (histocr users create NAME)")
+    else:
+        click.echo("single-user mode on loopback until the first user is created")
     # The event loop hands each request to a worker thread and back; with the interpreter's
     # default 5-ms switch interval it waits that long for the GIL whenever a thread is busy,
     # which made the tail of the polled routes' latency (bench/api_load.py).
     sys.setswitchinterval(0.0005)
-    uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level="info")
+    uvicorn.run(app, host=settings.host, port=port or settings.port, log_level="info")
 
 
 @click.command()

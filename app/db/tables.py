@@ -9,11 +9,13 @@ from sqlalchemy import (
     BigInteger,
     Column,
     ForeignKey,
+    Index,
     Integer,
     String,
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -159,9 +161,29 @@ class Page(Base):
 
 
 class GroundTruth(Base):
-    """A reference transcription (per document or page) or a reference records CSV."""
+    """One version of a reference transcription (per document or page) or records CSV.
+
+    An upload never replaces a row: it adds the next version of its (document, page, kind), and
+    the current ground truth is the highest version, so the scores a run was evaluated with can
+    always name (and show) the versions they were computed against.
+    """
 
     __tablename__ = "ground_truths"
+    __table_args__ = (
+        # Version numbers are unique per (document, page, kind). The constraint covers a page's
+        # versions; a document's have page_id NULL, which a unique constraint counts as distinct
+        # from every other NULL, so the partial index covers those.
+        UniqueConstraint("document_id", "kind", "page_id", "version"),
+        Index(
+            "uq_ground_truths_document_kind_version",
+            "document_id",
+            "kind",
+            "version",
+            unique=True,
+            sqlite_where=text("page_id IS NULL"),
+            postgresql_where=text("page_id IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     document_id: Mapped[int] = mapped_column(
@@ -173,6 +195,10 @@ class GroundTruth(Base):
     kind: Mapped[str] = mapped_column(String(20))
     filename: Mapped[str] = mapped_column(String(500), default="")
     content: Mapped[str] = mapped_column(Text)
+    #: 1, 2, … per (document, page, kind), in upload order.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    #: Who uploaded it (`local` in single-user mode and from the command line).
+    author: Mapped[str] = mapped_column(String(200), default="local", server_default="local")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     document: Mapped[Document] = relationship(back_populates="ground_truths")
@@ -198,11 +224,38 @@ class Run(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     config: Mapped[RunConfig] = mapped_column(RunConfigJSON)
     status: Mapped[str] = mapped_column(String(20), default=RunStatus.PENDING)
+    #: The latest evaluation's scores (what run lists show); every evaluation, this one and the
+    #: earlier ones, is a `RunEvaluation`.
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
 
     documents: Mapped[list[Document]] = relationship(secondary=run_documents, order_by=Document.id)
+
+
+class EvaluationReason(StrEnum):
+    """Why a run was scored: it finished, or someone asked to score it again."""
+
+    FINISHED = "finished"
+    RESCORE = "rescore"
+
+
+class RunEvaluation(Base):
+    """One scoring of a run against the ground truth current at the time. A run keeps every
+    evaluation: new ground truth never changes scores already given, re-scoring adds one."""
+
+    __tablename__ = "run_evaluations"
+    __table_args__ = (UniqueConstraint("run_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    #: 1, 2, … per run.
+    number: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(20))
+    author: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: The scores, with the ground-truth versions they were computed against (`ground_truth`).
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class StageResult(Base):
@@ -285,3 +338,54 @@ class Line(Base):
         if None in (self.x0, self.y0, self.x1, self.y1):
             return None
         return [int(v) for v in (self.x0, self.y0, self.x1, self.y1)]  # type: ignore[arg-type]
+
+
+#: An outbox row's id: 64-bit where the database has it (one row per task ever sent, so ids
+#: climb for as long as the service runs); SQLite's INTEGER PRIMARY KEY is 64-bit already.
+OUTBOX_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class OutboxMessage(Base):
+    """A task to send to the workers, written in the transaction of the rows it refers to and
+    deleted once the broker has it (app/pipeline/outbox.py): a commit is the promise that the
+    work will be sent, whether or not the broker answers at that moment."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(OUTBOX_ID, primary_key=True)
+    task: Mapped[str] = mapped_column(String(100))
+    #: The task's arguments: row ids, as the task takes them.
+    args: Mapped[list[Any]] = mapped_column(JSON)
+    queue: Mapped[str] = mapped_column(String(50))
+    countdown: Mapped[float | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: From when a sweep may send it: a little later than created for the row a request sends
+    #: itself right after its commit (its claim), at once for the rest.
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    #: Failed tries to publish it, and the last one's error.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class IdempotencyKey(Base):
+    """The answer given to the first request that carried an `Idempotency-Key`, stored in that
+    request's transaction so that a retry gets the same answer instead of doing the work again
+    (app/api/idempotency.py). Keys are per actor and kept `IDEMPOTENCY_KEY_TTL_S`."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("actor", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(255))
+    #: The request it was used with: "POST /api/v1/projects/3/runs", and a hash of the body.
+    request: Mapped[str] = mapped_column(String(500))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    #: The answer; empty only while the first request is in progress (its transaction is open).
+    status_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    response: Mapped[Any | None] = mapped_column(JSON, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+#: How long a stored Idempotency-Key answers retries (the recovery sweep deletes older ones).
+IDEMPOTENCY_KEY_TTL_S = 24 * 3600

@@ -1,5 +1,9 @@
 """Checks before a run starts: is everything its engines need there (e.g. does each endpoint
-answer and serve the model)? Each engine says how in its spec."""
+answer and serve the model)? Each engine says how in its spec.
+
+An endpoint is asked only where this process's settings put it: a run names endpoints, and the
+engine resolves the name from the environment given here (never from the run's parameters).
+"""
 
 import json
 

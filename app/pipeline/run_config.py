@@ -8,10 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.config import Settings
 from app.errors import InvalidRequest
-from app.pipeline.engines import batch_size, default_parameters
+from app.pipeline.engines import batch_size, run_parameters
 from models.prompts import Prompt, latest_version, load_prompt
 from models.registry import engine_specs
-from models.spec import STAGES, EngineSpec, ParameterInvalid
+from models.spec import STAGES, EngineSpec
 
 StageName = Literal["ocr", "correct", "extract"]
 TextStageName = Literal["ocr", "correct"]
@@ -153,7 +153,7 @@ def _stage_config(
     return StageConfig(
         stage=cast(StageName, requested.stage),  # checked against STAGES by the caller
         engine=spec.name,
-        parameters=_parameters(spec, requested.parameters, settings),
+        parameters=run_parameters(spec, requested.parameters, settings),
         prompt_version=prompt.version if prompt else None,
         prompt=prompt.text if prompt else None,
         message_format=spec.message_format,
@@ -163,28 +163,6 @@ def _stage_config(
         queue=spec.queue,
         batch_size=batch_size(spec, settings),
     )
-
-
-def _parameters(spec: EngineSpec, given: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """The engine's defaults on this installation, overridden by what the run gives, checked."""
-    values = default_parameters(spec, settings)
-    for name, value in given.items():
-        parameter = spec.parameter(name)
-        if parameter is None:
-            known = ", ".join(p.name for p in spec.parameters) or "none"
-            raise InvalidRequest(
-                f"engine {spec.name!r} has no parameter {name!r} (parameters: {known})"
-            )
-        try:
-            values[name] = parameter.check(value)
-        except ParameterInvalid as exc:
-            raise InvalidRequest(str(exc)) from exc
-    if spec.needs_model and not values.get("model"):
-        raise InvalidRequest(
-            f"the {spec.name} engine needs a model: set HISTOCR_{spec.name.upper()}_MODEL "
-            "or the model parameter"
-        )
-    return {name: value for name, value in values.items() if value is not None}
 
 
 def _prompt(stage: str, version: str | None) -> Prompt:

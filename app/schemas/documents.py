@@ -60,7 +60,7 @@ class DocumentDetail(DocumentPublic):
 
 
 class GroundTruthPublic(BaseModel):
-    """Attached ground truth."""
+    """A version of attached ground truth (its content is not included)."""
 
     model_config = ConfigDict(from_attributes=True)
 
@@ -70,4 +70,10 @@ class GroundTruthPublic(BaseModel):
     kind: str
     filename: str
     characters: int
+    #: 1, 2, … per (document, page, kind); the highest is the current one.
+    version: int
+    #: Who uploaded it (`local` in single-user mode and from the command line).
+    author: str
+    #: Whether this is the current version (runs are scored against the current one).
+    current: bool = True
     created_at: datetime

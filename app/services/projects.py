@@ -1,21 +1,21 @@
-"""Projects and their ground truth."""
+"""Projects and their ground truth (versioned: an upload adds a version, never replaces one)."""
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.db.session import utcnow
 from app.db.tables import (
     DEFAULT_SCHEMA_FIELDS,
-    SETTLED_RUN_STATUSES,
     Document,
     GroundTruth,
     GroundTruthKind,
     Page,
     Project,
-    Run,
-    run_documents,
 )
 from app.errors import Conflict, InvalidRequest
+from app.identity import LOCAL
 from app.metrics.records import read_records_csv
+from app.pipeline.evaluation import current_ground_truth
 
 
 def create_project(
@@ -50,53 +50,97 @@ def attach_ground_truth(
     kind: GroundTruthKind,
     filename: str = "",
     page_number: int | None = None,
-) -> GroundTruth:
-    """Attach (or replace) a document's or page's transcription, or a document's records CSV."""
-    page_id = None
-    if page_number is not None:
-        if kind == GroundTruthKind.RECORDS:
-            raise InvalidRequest("records ground truth belongs to a whole document, not a page")
-        page = session.scalar(
-            select(Page).where(Page.document_id == document.id, Page.number == page_number)
-        )
-        if page is None:
-            raise InvalidRequest(
-                f"document {document.id} has no page {page_number} "
-                f"(it has {len(document.pages)} page(s) so far)"
-            )
-        page_id = page.id
+    author: str = LOCAL,
+) -> tuple[GroundTruth, bool]:
+    """Add the next version of a document's or page's transcription, or of a document's records
+    CSV; and whether it is new (content identical to the current version adds nothing).
+
+    Earlier versions stay: runs evaluated against them keep those scores until someone asks to
+    score them again (`app.services.evaluations.record_evaluation`).
+    """
+    page_id = _ground_truth_page(session, document, kind, page_number)
     if kind == GroundTruthKind.RECORDS:
         try:
             read_records_csv(content, list(document.project.schema_fields))
         except ValueError as exc:
             raise InvalidRequest(f"{filename or 'CSV'}: {exc}") from exc
-    for old in list(document.ground_truths):
-        if old.kind == kind and old.page_id == page_id:
-            document.ground_truths.remove(old)
-            session.delete(old)
-    truth = GroundTruth(
-        document_id=document.id, page_id=page_id, kind=kind, filename=filename, content=content
+    _lock_document(session, document.id)
+    current = session.scalar(
+        select(GroundTruth)
+        .where(
+            GroundTruth.document_id == document.id,
+            GroundTruth.kind == kind,
+            GroundTruth.page_id.is_(None) if page_id is None else GroundTruth.page_id == page_id,
+        )
+        .order_by(GroundTruth.version.desc())
+        .limit(1)
     )
-    document.ground_truths.append(truth)
+    if current is not None and current.content == content:
+        return current, False
+    truth = GroundTruth(
+        document_id=document.id,
+        page_id=page_id,
+        kind=kind,
+        filename=filename,
+        content=content,
+        version=1 if current is None else current.version + 1,
+        author=author,
+    )
+    session.add(truth)
     session.flush()
-    return truth
+    return truth, True
 
 
-def runs_to_rescore(session: Session, document_id: int) -> list[Run]:
-    """Settled runs that include a document, their stored metrics dropped: they change with the
-    document's ground truth, so until the evaluate task stores them again they are computed
-    when asked for (see `app.api.routes.runs.get_metrics`) instead of served stale."""
-    runs = list(
+def _ground_truth_page(
+    session: Session, document: Document, kind: GroundTruthKind, page_number: int | None
+) -> int | None:
+    """The id of the page a transcription is for (None for the whole document), checked."""
+    if page_number is None:
+        return None
+    if kind == GroundTruthKind.RECORDS:
+        raise InvalidRequest("records ground truth belongs to a whole document, not a page")
+    page = session.scalar(
+        select(Page).where(Page.document_id == document.id, Page.number == page_number)
+    )
+    if page is None:
+        raise InvalidRequest(
+            f"document {document.id} has no page {page_number} "
+            f"(it has {len(document.pages)} page(s) so far)"
+        )
+    return page.id
+
+
+def _lock_document(session: Session, document_id: int) -> None:
+    """Hold the document's row until the transaction ends, before reading the latest version.
+
+    Two uploads of the same piece at once would otherwise both read version n and both write
+    n + 1 (the unique constraint would then refuse one with an error). An UPDATE, rather than
+    SELECT … FOR UPDATE, because it also takes SQLite's write lock: the second upload waits
+    (busy_timeout) and then reads the first one's version.
+    """
+    session.execute(
+        update(Document)
+        .where(Document.id == document_id)
+        .values(updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def ground_truth_versions(
+    session: Session, document: Document, *, every_version: bool = False
+) -> list[GroundTruth]:
+    """The document's current ground truth (one per document/page and kind), or every version;
+    by kind, page (the whole document first) and version."""
+    query = select(GroundTruth).where(GroundTruth.document_id == document.id)
+    if not every_version:
+        query = query.where(current_ground_truth())
+    return list(
         session.scalars(
-            select(Run)
-            .join(run_documents, run_documents.c.run_id == Run.id)
-            .where(
-                run_documents.c.document_id == document_id,
-                Run.status.in_(SETTLED_RUN_STATUSES),
+            query.outerjoin(Page, Page.id == GroundTruth.page_id).order_by(
+                GroundTruth.kind,
+                Page.number.is_not(None),
+                Page.number,
+                GroundTruth.version,
             )
         )
     )
-    for run in runs:
-        run.metrics = None
-    session.flush()
-    return runs

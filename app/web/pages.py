@@ -7,10 +7,12 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from app.api.actor import ActorDep
 from app.api.deps import DocumentDep, ProjectDep, RunDep, SessionDep
 from app.api.views import documents_public, run_public, runs_public
 from app.db.tables import Document, Project, Run, run_documents
 from app.errors import NotFound
+from app.services.accounts import visible_project_ids
 from app.web.templates import TEMPLATES
 
 router = APIRouter(include_in_schema=False)
@@ -21,9 +23,13 @@ def _render(request: Request, name: str, context: dict[str, Any]) -> HTMLRespons
 
 
 @router.get("/", response_class=HTMLResponse)
-def index(request: Request, session: SessionDep) -> HTMLResponse:
-    """Projects."""
-    projects = session.scalars(select(Project).order_by(Project.id.desc())).all()
+def index(request: Request, session: SessionDep, actor: ActorDep) -> HTMLResponse:
+    """The projects the user may see."""
+    query = select(Project).order_by(Project.id.desc())
+    visible = visible_project_ids(session, actor)
+    if visible is not None:
+        query = query.where(Project.id.in_(visible))
+    projects = session.scalars(query).all()
     return _render(request, "index.html", {"projects": projects})
 
 

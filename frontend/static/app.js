@@ -30,6 +30,12 @@ window.histocr = (function () {
     }
   }
 
+  /** The logged-in browser's CSRF token (from the page), or null in single-user mode. */
+  function csrfToken() {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : null;
+  }
+
   /** fetch() a JSON API path; rejects with an Error carrying the server's message. */
   async function api(path, options) {
     const opts = Object.assign({ headers: {} }, options || {});
@@ -39,6 +45,10 @@ window.histocr = (function () {
       delete opts.json;
     }
     opts.headers.Accept = "application/json";
+    // A logged-in browser proves each change comes from our own page (CSRF): the token is in
+    // the page's <meta name="csrf-token">; a form on another site cannot read or send it.
+    const csrf = csrfToken();
+    if (csrf) opts.headers["X-CSRF-Token"] = csrf;
     let response;
     try {
       response = await fetch(API + path, opts);
@@ -221,6 +231,8 @@ window.histocr = (function () {
       const xhr = new XMLHttpRequest();
       xhr.open("POST", API + path);
       xhr.setRequestHeader("Accept", "application/json");
+      const csrf = csrfToken();
+      if (csrf) xhr.setRequestHeader("X-CSRF-Token", csrf);
       xhr.upload.addEventListener("progress", (event) => {
         if (event.lengthComputable && onProgress) onProgress(event.loaded / event.total);
       });
@@ -250,6 +262,7 @@ window.histocr = (function () {
     FINISHED_RUN,
     BUSY_DOCUMENT,
     api,
+    csrfToken,
     upload,
     el,
     replaceChildren,

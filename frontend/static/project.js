@@ -318,6 +318,28 @@
 
   let engines = [];
 
+  // The endpoints a run may choose, by name (GET /engines lists names and default models,
+  // never URLs or keys); the model field shows the chosen endpoint's default model.
+  function fillEndpoints(select, engines) {
+    const parameter = engines
+      .flatMap((engine) => engine.parameters)
+      .find((p) => p.name === "endpoint" && p.choices);
+    if (!parameter) return;
+    const defaults = parameter.choice_defaults || {};
+    h.replaceChildren(
+      select,
+      parameter.choices.map((name) => el("option", { value: name }, name)),
+    );
+    select.value = parameter.default;
+    const modelField = runForm.elements.model;
+    const showModel = () => {
+      const model = (defaults[select.value] || {}).model;
+      modelField.placeholder = model ? model + " (the endpoint's default)" : "no default: name a model";
+    };
+    select.addEventListener("change", showModel);
+    showModel();
+  }
+
   async function loadEngines() {
     try {
       engines = await api("/engines");
@@ -325,6 +347,7 @@
       fillEngines(document.getElementById("correct-engine"), engines, "correct", true, "none");
       document.getElementById("correct-engine").value = "";
       fillEngines(document.getElementById("extract-engine"), engines, "extract", true);
+      fillEndpoints(document.getElementById("llm-endpoint"), engines);
     } catch (failure) {
       runError.textContent = "Could not load the engines: " + failure.message;
     }
@@ -334,12 +357,21 @@
     event.preventDefault();
     runError.textContent = "";
     const body = { name: runForm.elements.name.value.trim() };
-    const model = runForm.elements.model.value.trim();
-    // The model goes to every stage whose engine takes one (GET /engines lists the parameters).
-    const takesModel = (engine) =>
-      engines.some((e) => e.name === engine && e.parameters.some((p) => p.name === "model"));
-    const stage = (name, engine) =>
-      takesModel(engine) && model ? { stage: name, engine, parameters: { model } } : { stage: name, engine };
+    const chosen = {
+      model: runForm.elements.model.value.trim(),
+      endpoint: runForm.elements.endpoint.value,
+    };
+    // The model and the endpoint go to every stage whose engine takes them (GET /engines lists
+    // the parameters).
+    const takes = (engine, parameter) =>
+      engines.some((e) => e.name === engine && e.parameters.some((p) => p.name === parameter));
+    const stage = (name, engine) => {
+      const parameters = {};
+      for (const [parameter, value] of Object.entries(chosen)) {
+        if (value && takes(engine, parameter)) parameters[parameter] = value;
+      }
+      return Object.keys(parameters).length ? { stage: name, engine, parameters } : { stage: name, engine };
+    };
     const stages = [stage("ocr", runForm.elements.ocr.value)];
     if (runForm.elements.correct.value) stages.push(stage("correct", runForm.elements.correct.value));
     if (runForm.elements.extract.value) {

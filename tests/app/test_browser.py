@@ -1,33 +1,19 @@
 """The browser UI in headless Chromium: the run form starts the pipeline the user chose."""
 
-import shutil
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import uvicorn
 
 from app.config import Settings
 from app.main import create_app
+from models.openai_spec import EndpointSettings
 from tests.helpers import RecordingDispatcher
 from workers.context import make_context
 from workers.tasks.ingest import ingest_document
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-)
 
 
 def _free_port() -> int:
@@ -38,13 +24,15 @@ def _free_port() -> int:
 
 @pytest.fixture
 def live_app(sqlite_settings: Settings, fake_openai) -> Iterator[tuple[str, Settings]]:  # type: ignore[no-untyped-def]
-    """The real app on a real port, an mLLM endpoint configured (no worker: the started runs
+    """The real app on a real port, two mLLM endpoints configured (no worker: the started runs
     wait in the broker)."""
     endpoint = fake_openai(model="fake-vlm")
+    second = fake_openai(model="second-vlm")
+    named = {"second": EndpointSettings(base_url=second.base_url, model="second-vlm")}
     settings = sqlite_settings.model_copy(
         update={
             "openai": sqlite_settings.openai.model_copy(
-                update={"base_url": endpoint.base_url, "model": "fake-vlm"}
+                update={"base_url": endpoint.base_url, "model": "fake-vlm", "endpoints": named}
             )
         }
     )
@@ -61,26 +49,6 @@ def live_app(sqlite_settings: Settings, fake_openai) -> Iterator[tuple[str, Sett
     yield f"http://127.0.0.1:{port}", settings
     server.should_exit = True
     thread.join(timeout=10)
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    # Debian's chromium and chromium-driver, which `make test` installs (no browser download).
-    for program in (CHROMIUM, CHROMEDRIVER):
-        assert Path(program).exists(), f"{program} is missing: run make test (it installs it)"
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def _project_with_a_page(base: str, settings: Settings) -> int:
@@ -150,5 +118,28 @@ def test_the_run_form_starts_the_chosen_pipeline_and_shows_refusals(live_app, br
         "rules",
     ]
     assert stages["correct"]["parameters"]["model"] == "fake-vlm"
+    assert stages["correct"]["parameters"]["endpoint"] == "default"
     assert stages["extract"]["source"] == "ocr" and stages["extract"]["inputs"] == "text"
     assert "tesseract" in browser.page_source
+
+    # The endpoints the administrator configured are offered by name (no URL in the page);
+    # the run goes to the one chosen, with that endpoint's default model.
+    browser.get(f"{base}/projects/{project_id}")
+    endpoints = "#llm-endpoint option"
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, endpoints)) == 2)
+    wait.until(lambda d: "openai" in d.find_element(By.ID, "correct-engine").text)
+    names = [o.get_attribute("value") for o in browser.find_elements(By.CSS_SELECTOR, endpoints)]
+    assert names == ["default", "second"]
+    _choose(browser, "correct-engine", "openai")
+    _choose(browser, "llm-endpoint", "second")
+    placeholder = browser.find_element(By.ID, "llm-model").get_attribute("placeholder")
+    assert placeholder.startswith("second-vlm")
+    assert settings.openai.endpoints["second"].base_url not in browser.page_source
+    browser.find_element(By.CSS_SELECTOR, "#start-run-form button[type=submit]").click()
+    wait.until(lambda d: "/runs/" in d.current_url and not d.current_url.endswith(f"/{run_id}"))
+    second_run = int(browser.current_url.rstrip("/").rsplit("/", 1)[-1])
+    correct = httpx.get(f"{base}/api/v1/runs/{second_run}").json()["config"]["stages"][1]
+    assert (correct["parameters"]["endpoint"], correct["parameters"]["model"]) == (
+        "second",
+        "second-vlm",
+    )

@@ -128,3 +128,39 @@ def test_process_with_vllm_missing_says_how_to_install_it(tmp_path: Path):
     )
     assert result.returncode == 1
     assert "histocr[gpu]" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_process_sends_the_run_to_the_endpoint_it_names(fake_openai, tmp_path: Path):
+    line = "Förster, Christian, Fabrikmeister, Großkölnstraße A 391."
+    default = fake_openai(model=MODEL, api_key=KEY)
+    second = fake_openai(model="second-vlm", api_key="sk-second-endpoint", responder=lambda _: line)
+    text = tmp_path / "page.txt"
+    text.write_text(line + "\n", encoding="utf-8")
+    env = {
+        "HISTOCR_OPENAI_BASE_URL": default.base_url,
+        "HISTOCR_OPENAI_API_KEY": KEY,
+        "HISTOCR_OPENAI_MODEL": MODEL,
+        "HISTOCR_ENDPOINTS__second__BASE_URL": second.base_url,
+        "HISTOCR_ENDPOINTS__second__API_KEY": "sk-second-endpoint",
+        "HISTOCR_ENDPOINTS__second__MODEL": "second-vlm",
+    }
+    out = tmp_path / "out"
+    options = ("--correct", "openai", "--extract", "none", "--json")
+    result = process(text, "--out", out, *options, "--endpoint", "second", env=env)
+    assert result.returncode == 0, result.stderr
+    correct = json.loads(result.stdout)["stages"][1]
+    assert correct["parameters"]["endpoint"] == "second"
+    assert correct["parameters"]["model"] == "second-vlm"
+    assert len(second.received) == 1 and not default.received
+    assert default.stats.unauthorized == second.stats.unauthorized == 0
+    for secret in (KEY, "sk-second-endpoint", default.base_url, second.base_url):
+        assert secret not in result.stdout + (out / "metrics.json").read_text()
+
+    unknown = process(text, "--out", out, *options, "--endpoint", "nowhere", env=env)
+    assert unknown.returncode == 1 and "default, second" in unknown.stderr, unknown.stderr
+    assert "Traceback" not in unknown.stderr and second.base_url not in unknown.stderr
+    # --base-url moves the default endpoint of this process; it cannot redirect another one.
+    both = ("--endpoint", "second", "--base-url", default.base_url)
+    mixed = process(text, "--out", out, *options, *both, env=env)
+    assert mixed.returncode == 2 and "--base-url" in mixed.stderr, mixed.stderr
+    assert len(second.received) == 1 and not default.received

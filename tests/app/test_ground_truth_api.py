@@ -132,9 +132,11 @@ def test_records_csv_is_attached(client, document):
     assert flags(client, document["id"]) == (False, True)
 
     # The kind can be given when the file name does not tell it.
-    named_txt = attach(client, document["id"], "records.txt", content.encode(), kind="records")
+    fewer = CSV_HEADER + CSV_ROWS.splitlines(keepends=True)[0]
+    named_txt = attach(client, document["id"], "records.txt", fewer.encode(), kind="records")
     assert named_txt.status_code == 201, named_txt.text
     assert named_txt.json()["kind"] == "records"
+    assert named_txt.json()["version"] == 2
 
 
 def test_wrong_page_number_is_refused(client, document, pages):
@@ -208,32 +210,50 @@ def test_unknown_document_is_404(client, sqlite_settings):
     assert response.json()["detail"] == "document 999 not found"
 
 
-def test_attaching_the_same_kind_again_replaces_it(client, document, pages):
+def test_attaching_the_same_kind_again_adds_a_version(client, document, pages):
+    """An upload never replaces ground truth (it used to: tests/app/test_ground_truth_versions.py
+    says why); the listing shows the current version of each piece, `all=true` every one."""
     first = attach(client, document["id"], "v1.txt", PAGE_TEXT.encode())
     second = attach(client, document["id"], "v2.txt", (PAGE_TEXT * 2).encode())
     assert first.status_code == second.status_code == 201
+    assert (first.json()["version"], second.json()["version"]) == (1, 2)
     listing = listed(client, document["id"])
-    assert [(t["filename"], t["characters"]) for t in listing] == [("v2.txt", 2 * len(PAGE_TEXT))]
+    assert [(t["filename"], t["characters"], t["version"]) for t in listing] == [
+        ("v2.txt", 2 * len(PAGE_TEXT), 2)
+    ]
 
     for version in ("a", "b"):
         response = attach(client, document["id"], f"p1-{version}.txt", version.encode(), page=1)
         assert response.status_code == 201, response.text
-    for version in ("a", "b"):
+    for version, rows in (("a", CSV_ROWS), ("b", CSV_ROWS.splitlines(keepends=True)[0])):
         response = attach(
-            client, document["id"], f"rec-{version}.csv", (CSV_HEADER + CSV_ROWS).encode()
+            client, document["id"], f"rec-{version}.csv", (CSV_HEADER + rows).encode()
         )
         assert response.status_code == 201, response.text
 
     expected = [
-        ("records", 0, "rec-b.csv"),
-        ("text", 0, "v2.txt"),
-        ("text", pages[0]["id"], "p1-b.txt"),
+        ("records", 0, "rec-b.csv", 2),
+        ("text", 0, "v2.txt", 2),
+        ("text", pages[0]["id"], "p1-b.txt", 2),
     ]
     listing = listed(client, document["id"])
-    assert sorted((t["kind"], t["page_id"] or 0, t["filename"]) for t in listing) == expected
+    assert [
+        (t["kind"], t["page_id"] or 0, t["filename"], t["version"]) for t in listing
+    ] == expected
+    history = client.get(f"{API}/documents/{document['id']}/ground-truth", params={"all": "true"})
+    assert [(t["filename"], t["current"]) for t in history.json()] == [
+        ("rec-a.csv", False),
+        ("rec-b.csv", True),
+        ("v1.txt", False),
+        ("v2.txt", True),
+        ("p1-a.txt", False),
+        ("p1-b.txt", True),
+    ]
 
-    # A refused replacement keeps what was there.
+    # A refused upload adds nothing.
     refused = attach(client, document["id"], "v3.txt", b"")
     assert refused.status_code == 422
     listing = listed(client, document["id"])
-    assert sorted((t["kind"], t["page_id"] or 0, t["filename"]) for t in listing) == expected
+    assert [
+        (t["kind"], t["page_id"] or 0, t["filename"], t["version"]) for t in listing
+    ] == expected

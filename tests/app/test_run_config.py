@@ -103,7 +103,7 @@ def test_an_mllm_stage_records_its_prompt_message_format_queue_and_batch() -> No
     ocr, correct, extract = config.stages
     assert ocr.parameters == {
         "model": "vlm-7b",
-        "base_url": "http://127.0.0.1:8001/v1",
+        "endpoint": "default",
         "temperature": 0.0,
         "max_tokens": 4096,
         "structured_output": "json_schema",

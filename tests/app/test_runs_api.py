@@ -137,7 +137,9 @@ def test_a_run_records_everything_that_decides_its_output(
     }
     assert correct["parameters"]["model"] == MODEL
     assert correct["parameters"]["image_max_side"] == 2000
-    assert correct["parameters"]["base_url"] == server.base_url
+    # The endpoint by name: where it is and its key stay this installation's settings.
+    assert correct["parameters"]["endpoint"] == "default"
+    assert server.base_url not in run.text
     assert correct["source"] == "ocr" and correct["prompt_version"] == "v1"
     assert correct["prompt"].startswith("You are correcting")
     assert extract["source"] == "correct" and extract["prompt"] is None

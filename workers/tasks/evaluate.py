@@ -1,4 +1,4 @@
-"""Evaluate: score a finished run against ground truth and settle its status."""
+"""Evaluate: score a run against ground truth when it finishes, and settle its status."""
 
 import logging
 
@@ -6,10 +6,18 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.db.session import utcnow
-from app.db.tables import DocumentStatus, Run, RunStatus, StageResult, StageStatus
+from app.db.tables import (
+    SETTLED_RUN_STATUSES,
+    DocumentStatus,
+    EvaluationReason,
+    Run,
+    RunStatus,
+    StageResult,
+    StageStatus,
+)
 from app.pipeline.dispatch import EVALUATE_TASK
-from app.pipeline.evaluation import compute_run_metrics
 from app.pipeline.scheduler import is_settled
+from app.services.evaluations import AUTOMATIC, record_evaluation
 from workers.celery_app import celery_app
 from workers.context import TaskContext, celery_context
 
@@ -17,14 +25,24 @@ logger = logging.getLogger(__name__)
 
 
 def evaluate_run(ctx: TaskContext, run_id: int) -> None:
-    """Store the run's metrics and its final status (done, partial or failed)."""
+    """Store the run's final status (done, partial or failed) and, if it has none yet, its
+    first evaluation. Scores already given are never replaced: re-scoring against newer ground
+    truth is asked for explicitly (`POST /api/v1/runs/{id}/evaluate`) and adds an evaluation."""
     with ctx.session() as session:
         run = session.get(Run, run_id)
         if run is None or not is_settled(session, run):
             return
-        run.metrics = compute_run_metrics(session, run)
+        was_settled = run.status in SETTLED_RUN_STATUSES
+        record_evaluation(
+            session=session,
+            run=run,
+            author=AUTOMATIC,
+            reason=EvaluationReason.FINISHED,
+            first_only=True,
+        )
         run.status = settled_status(session, run)
-        run.finished_at = utcnow()
+        if not was_settled or run.finished_at is None:
+            run.finished_at = utcnow()
         logger.info("run %s finished: %s", run_id, run.status)
 
 

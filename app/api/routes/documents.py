@@ -1,35 +1,37 @@
 """Uploading documents, reading their pages, attaching ground truth and imported text."""
 
-import tempfile
-from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile, status
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
 from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
+from app.api.actor import ActorDep
 from app.api.deps import (
-    DispatcherDep,
     DocumentDep,
+    OutboxDep,
     PageDep,
     ProjectDep,
     RowId,
     SessionDep,
     SettingsDep,
     StorageDep,
-    found,
     read_in_thread,
+    valid_project,
 )
+from app.api.idempotency import IdempotencyDep
+from app.api.limits import LimitedUploadRoute, page_files_limit
+from app.api.responses import binary, errors
 from app.api.views import (
     document_detail,
     document_public,
     documents_public,
     ground_truth_public,
 )
-from app.db.tables import MAX_ID, Document, GroundTruthKind, Project
+from app.db.tables import MAX_ID, Document, GroundTruthKind
 from app.errors import InvalidUpload, NotFound, UploadTooLarge
-from app.pipeline.dispatch import EVALUATE_TASK, INGEST_TASK, Dispatch
-from app.pipeline.media import decode_text
+from app.pipeline.dispatch import INGEST_TASK, Dispatch
+from app.pipeline.media import MEDIA_TYPES, decode_text
 from app.pipeline.run_config import default_stages
 from app.schemas.documents import (
     DocumentDetail,
@@ -40,24 +42,28 @@ from app.schemas.documents import (
 )
 from app.schemas.text import display_filename
 from app.services.documents import SpooledUpload, discard, spool_upload, store_uploads
-from app.services.imports import attach_imported_text
-from app.services.projects import attach_ground_truth, runs_to_rescore
+from app.services.imports import attach_imported_text, read_uploaded_pages
+from app.services.projects import attach_ground_truth, ground_truth_versions
 from app.services.runs import create_run
 
-router = APIRouter(tags=["documents"])
+# Upload bodies are read under the upload limits as they stream in (and documented as a
+# DocumentedRoute's are): see app/api/limits.py.
+router = APIRouter(tags=["documents"], route_class=LimitedUploadRoute)
 
 
 @router.post(
     "/projects/{project_id}/documents",
     status_code=status.HTTP_201_CREATED,
     response_model=UploadResult,
+    responses=errors(409, 413, 503),
 )
 def upload_documents(
     project: ProjectDep,
     session: SessionDep,
     settings: SettingsDep,
     storage: StorageDep,
-    dispatcher: DispatcherDep,
+    outbox: OutboxDep,
+    idempotency: IdempotencyDep,
     files: Annotated[list[UploadFile], File(description="PDF, PNG, JPEG or TIFF scans")],
     start_run: Annotated[bool, Form(description="start the default pipeline on them")] = False,
 ) -> UploadResult:
@@ -103,17 +109,20 @@ def upload_documents(
         ],
         run_id=run_id,
     )
+    outbox.add(dispatches)
+    idempotency.save(result)
     session.commit()
-    dispatcher.send(dispatches)
     return result
 
 
 @router.get("/projects/{project_id}/documents", response_model=list[DocumentPublic])
-async def list_documents(project_id: RowId, settings: SettingsDep) -> list[dict[str, object]]:
+async def list_documents(
+    project_id: RowId, settings: SettingsDep, actor: ActorDep, request: Request
+) -> list[dict[str, object]]:
     """The project's documents, oldest first (polled: read in one worker thread)."""
 
     def read(session: Session) -> list[dict[str, object]]:
-        found(session, Project, project_id, "project")
+        valid_project(session, project_id, actor, request)
         return documents_public(session, Document.project_id == project_id)
 
     return await read_in_thread(settings, read)
@@ -125,7 +134,11 @@ def get_document(document: DocumentDep, session: SessionDep) -> DocumentDetail:
     return document_detail(session, document)
 
 
-@router.get("/documents/{document_id}/file")
+@router.get(
+    "/documents/{document_id}/file",
+    response_class=FileResponse,
+    responses=binary(*MEDIA_TYPES, "text/plain", description="the file as uploaded"),
+)
 def get_document_file(document: DocumentDep, storage: StorageDep) -> FileResponse:
     """The uploaded file as it was received."""
     return FileResponse(
@@ -135,7 +148,11 @@ def get_document_file(document: DocumentDep, storage: StorageDep) -> FileRespons
     )
 
 
-@router.get("/pages/{page_id}/image")
+@router.get(
+    "/pages/{page_id}/image",
+    response_class=FileResponse,
+    responses=binary("image/png", description="the page image"),
+)
 def get_page_image(page: PageDep, storage: StorageDep) -> FileResponse:
     """The page image at full resolution (PNG)."""
     if page.image_key is None:
@@ -143,7 +160,11 @@ def get_page_image(page: PageDep, storage: StorageDep) -> FileResponse:
     return FileResponse(storage.path(page.image_key), media_type="image/png")
 
 
-@router.get("/pages/{page_id}/preview")
+@router.get(
+    "/pages/{page_id}/preview",
+    response_class=FileResponse,
+    responses=binary("image/jpeg", description="a preview of the page image"),
+)
 def get_page_preview(page: PageDep, storage: StorageDep) -> FileResponse:
     """A smaller JPEG of the page for the browser."""
     if page.preview_key is None:
@@ -155,12 +176,18 @@ def get_page_preview(page: PageDep, storage: StorageDep) -> FileResponse:
     "/documents/{document_id}/ground-truth",
     status_code=status.HTTP_201_CREATED,
     response_model=GroundTruthPublic,
+    responses={
+        200: {"model": GroundTruthPublic, "description": "identical to the current version"},
+        **errors(409, 413),
+    },
 )
 def upload_ground_truth(
     document: DocumentDep,
     session: SessionDep,
-    dispatcher: DispatcherDep,
     settings: SettingsDep,
+    actor: ActorDep,
+    response: Response,
+    idempotency: IdempotencyDep,
     file: Annotated[UploadFile, File(description="a .txt transcription or a .csv of records")],
     kind: Annotated[
         str | None, Form(description="text or records; by file ending if left out")
@@ -170,28 +197,29 @@ def upload_ground_truth(
         Form(ge=1, le=MAX_ID, description="page number, for a page's transcription"),
     ] = None,
 ) -> GroundTruthPublic:
-    """Attach a transcription (document or page) or a records CSV; finished runs are re-scored."""
+    """Add a version of a transcription (document or page) or of a records CSV.
+
+    Earlier versions are kept, and runs keep the scores they were evaluated with (they show
+    that newer ground truth exists; `POST /runs/{id}/evaluate` scores them again). A file
+    identical to the current version adds nothing: 200 with the current version.
+    """
     filename = display_filename(file.filename, "ground-truth")
     data = file.file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise UploadTooLarge(f"{filename}: larger than the upload limit")
     chosen = _ground_truth_kind(kind, filename)
-    truth = attach_ground_truth(
+    truth, created = attach_ground_truth(
         session=session,
         document=document,
         content=decode_text(data, filename),
         kind=chosen,
         filename=filename,
         page_number=page,
+        author=actor.name,
     )
-    result = ground_truth_public(truth)
-    rescore = [
-        Dispatch(task=EVALUATE_TASK, args=(run.id,), queue="cpu")
-        for run in runs_to_rescore(session, document.id)
-    ]
-    session.commit()
-    dispatcher.send(rescore)
-    return result
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return idempotency.save(ground_truth_public(truth))
 
 
 def _ground_truth_kind(kind: str | None, filename: str) -> GroundTruthKind:
@@ -206,12 +234,24 @@ def _ground_truth_kind(kind: str | None, filename: str) -> GroundTruthKind:
 
 
 @router.get("/documents/{document_id}/ground-truth", response_model=list[GroundTruthPublic])
-def list_ground_truth(document: DocumentDep) -> list[GroundTruthPublic]:
-    """What ground truth the document has."""
-    return [ground_truth_public(t) for t in document.ground_truths]
+def list_ground_truth(
+    document: DocumentDep,
+    session: SessionDep,
+    every: Annotated[
+        bool, Query(alias="all", description="every version, not only the current ones")
+    ] = False,
+) -> list[GroundTruthPublic]:
+    """The document's current ground truth (or, with `all=true`, every version): by kind, page
+    and version, without content."""
+    truths = ground_truth_versions(session, document, every_version=every)
+    current = {t.id for t in ground_truth_versions(session, document)} if every else None
+    return [ground_truth_public(t, current=current is None or t.id in current) for t in truths]
 
 
-@router.post("/documents/{document_id}/imported-text", response_model=DocumentPublic)
+@router.post(
+    "/documents/{document_id}/imported-text", response_model=DocumentPublic, responses=errors(413)
+)
+@page_files_limit  # one file a page: as many files as a document may have pages
 def upload_imported_text(
     document: DocumentDep,
     session: SessionDep,
@@ -223,19 +263,11 @@ def upload_imported_text(
     ],
 ) -> dict[str, object]:
     """Attach text made elsewhere (e.g. a Transkribus export) for runs with `--ocr import`."""
-    from models.importers import ImportFormatError, import_pages
-
-    with tempfile.TemporaryDirectory(dir=storage.root) as folder:
-        for index, upload in enumerate(files):
-            data = upload.file.read(settings.max_upload_bytes + 1)
-            if len(data) > settings.max_upload_bytes:
-                raise UploadTooLarge(f"{upload.filename}: larger than the upload limit")
-            name = display_filename(upload.filename, f"page-{index + 1}.txt")
-            (Path(folder) / name).write_bytes(data)
-        target = Path(folder) if len(files) > 1 else Path(folder) / name
-        try:
-            pages = import_pages(target, document.page_count or 0)
-        except ImportFormatError as exc:
-            raise InvalidUpload(str(exc)) from exc
+    pages = read_uploaded_pages(
+        uploads=[(upload.filename, upload.file) for upload in files],
+        page_count=document.page_count,
+        settings=settings,
+        work_dir=storage.root / "tmp",
+    )
     attach_imported_text(session=session, storage=storage, document=document, pages=pages)
     return document_public(session, document)
