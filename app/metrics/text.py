@@ -4,8 +4,12 @@ Raw: line breaks and tabs become spaces, runs of whitespace collapse to one, str
 Normalized: as raw, then every non-ASCII character is dropped (``ö`` disappears, it does not
 become ``o``), lower-case, only ``[a-z0-9 ]`` kept, spaces collapsed, strip.
 CER is the Levenshtein distance over characters divided by the reference length; WER the same
-over the lists of space-separated words. A document is its pages joined with ``"\\n"``; a corpus
-score is micro-averaged: distances and reference lengths are summed before dividing.
+over the lists of space-separated words. The distances come from jiwer (the field's standard
+library), fed the already-normalised texts with no transformation of its own, so its counts are
+exactly the Levenshtein distance; the rate of an empty reference stays ours (see ErrorCounts:
+jiwer would report the insertion count itself, e.g. 3 for three invented characters).
+A document is its pages joined with ``"\\n"``; a corpus score is micro-averaged:
+distances and reference lengths are summed before dividing.
 
 Both texts are first brought to Unicode NFC, so a decomposed ``o`` + combining diaeresis counts
 as the one character ``ö`` it displays as. On the benchmark files (all already NFC) this changes
@@ -20,11 +24,15 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from rapidfuzz.distance import Levenshtein
+import jiwer
 
 _WHITESPACE = re.compile(r"\s+")
 _NOT_ALNUM_SPACE = re.compile(r"[^a-z0-9 ]")
 _SPACES = re.compile(r" +")
+#: jiwer's own default transforms strip and collapse spaces; ours have done that already, so the
+#: texts are only cut into characters or space-separated words.
+CHARACTERS = jiwer.ReduceToListOfListOfChars()
+WORDS = jiwer.ReduceToListOfListOfWords()
 
 
 def normalize_raw(text: str) -> str:
@@ -109,15 +117,18 @@ class TextScores:
 
 
 def _char_counts(reference: str, hypothesis: str) -> ErrorCounts:
-    return ErrorCounts(Levenshtein.distance(reference, hypothesis), len(reference))
+    out = jiwer.process_characters(
+        reference, hypothesis, reference_transform=CHARACTERS, hypothesis_transform=CHARACTERS
+    )
+    return ErrorCounts(out.substitutions + out.deletions + out.insertions, len(reference))
 
 
 def _word_counts(reference: str, hypothesis: str) -> ErrorCounts:
-    reference_words = reference.split(" ") if reference else []
-    hypothesis_words = hypothesis.split(" ") if hypothesis else []
-    return ErrorCounts(
-        Levenshtein.distance(reference_words, hypothesis_words), len(reference_words)
+    out = jiwer.process_words(
+        reference, hypothesis, reference_transform=WORDS, hypothesis_transform=WORDS
     )
+    reference_length = out.hits + out.substitutions + out.deletions
+    return ErrorCounts(out.substitutions + out.deletions + out.insertions, reference_length)
 
 
 def score_text(reference: str, hypothesis: str) -> TextScores:

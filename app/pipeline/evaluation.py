@@ -1,13 +1,14 @@
-"""Scoring a run's texts and records against the ground truth that is attached."""
+"""Scoring a run's texts and records against the current version of its ground truth."""
 
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from app.db.tables import (
     Document,
+    GroundTruth,
     GroundTruthKind,
     Page,
     Record,
@@ -20,13 +21,51 @@ from app.metrics.records import RecordScores, read_records_csv, score_records
 from app.metrics.text import TextScores, score_text
 
 
-def page_texts(session: Session, run: Run, stage: str) -> dict[int, str | None]:
-    """Page id → the stage's text (None where the stage did not succeed)."""
-    rows = session.execute(
-        select(StageResult.page_id, StageResult.status, StageResult.text).where(
-            StageResult.run_id == run.id, StageResult.stage == stage
+def current_ground_truth() -> ColumnElement[bool]:
+    """True for the rows of `GroundTruth` that are the latest version of their (document, page,
+    kind): no later version of the same piece exists."""
+    later = aliased(GroundTruth)
+    return ~exists().where(
+        later.document_id == GroundTruth.document_id,
+        later.kind == GroundTruth.kind,
+        later.page_id.is_not_distinct_from(GroundTruth.page_id),
+        later.version > GroundTruth.version,
+    )
+
+
+def scored_kinds(run: Run) -> list[GroundTruthKind]:
+    """The kinds of ground truth a run's scores depend on: records only where it extracts."""
+    return [GroundTruthKind.TEXT] + ([GroundTruthKind.RECORDS] if run.config.extracts else [])
+
+
+def ground_truth_used(truth: GroundTruth, page_numbers: dict[int, int]) -> dict[str, Any]:
+    """What an evaluation records about one piece of ground truth it used (not its content)."""
+    return {
+        "id": truth.id,
+        "document_id": truth.document_id,
+        "page_id": truth.page_id,
+        "page": page_numbers.get(truth.page_id) if truth.page_id is not None else None,
+        "kind": truth.kind,
+        "version": truth.version,
+        "filename": truth.filename,
+        "author": truth.author,
+        "created_at": truth.created_at.isoformat(),
+    }
+
+
+def page_texts(
+    session: Session, run: Run, stage: str, *, document_id: int | None = None
+) -> dict[int, str | None]:
+    """Page id → the stage's text (None where the stage did not succeed); of one document's
+    pages only when `document_id` is given (a page view needs no more)."""
+    query = select(StageResult.page_id, StageResult.status, StageResult.text).where(
+        StageResult.run_id == run.id, StageResult.stage == stage
+    )
+    if document_id is not None:
+        query = query.where(
+            StageResult.page_id.in_(select(Page.id).where(Page.document_id == document_id))
         )
-    ).all()
+    rows = session.execute(query).all()
     return {
         page_id: (text if status == StageStatus.DONE else None) for page_id, status, text in rows
     }
@@ -37,11 +76,13 @@ def document_text(pages: list[Page], texts: dict[int, str | None]) -> str:
     return "\n".join(texts.get(page.id) or "" for page in pages)
 
 
-def _ground_truth(document: Document) -> tuple[str | None, dict[int, str], str | None]:
+def _ground_truth(
+    document: Document, truths: list[GroundTruth]
+) -> tuple[str | None, dict[int, str], str | None]:
     doc_text: str | None = None
     page_text: dict[int, str] = {}
     records: str | None = None
-    for truth in document.ground_truths:
+    for truth in truths:
         if truth.kind == GroundTruthKind.RECORDS:
             records = truth.content
         elif truth.page_id is None:
@@ -54,7 +95,8 @@ def _ground_truth(document: Document) -> tuple[str | None, dict[int, str], str |
 
 
 def compute_run_metrics(session: Session, run: Run) -> dict[str, Any]:
-    """CER/WER per page, document and run for every text stage; record scores where possible."""
+    """CER/WER per page, document and run for every text stage; record scores where possible;
+    and the versions of the ground truth they were computed against (`ground_truth`)."""
     text_stages = run.config.text_stages
     texts = {stage: page_texts(session, run, stage) for stage in text_stages}
     fields = list(run.config.schema_fields)
@@ -65,9 +107,16 @@ def compute_run_metrics(session: Session, run: Run) -> dict[str, Any]:
     record_total: RecordScores | None = None
     record_docs: list[dict[str, Any]] = []
     documents = _run_documents(session, run)
-    hypotheses = _records_by_document(session, run, documents, fields)
+    truths = _current_truths(session, run)
+    hypotheses = _records_by_document(session, run, truths, fields)
+    used: list[dict[str, Any]] = []
     for document in documents:
-        doc_truth, page_truth, records_truth = _ground_truth(document)
+        numbers = {page.id: page.number for page in document.pages}
+        pieces = sorted(
+            truths.get(document.id, []), key=lambda t: (t.kind, numbers.get(t.page_id or 0, 0))
+        )
+        used.extend(ground_truth_used(t, numbers) for t in pieces)
+        doc_truth, page_truth, records_truth = _ground_truth(document, pieces)
         for stage in text_stages:
             for page in document.pages:
                 if page.id in page_truth:
@@ -100,28 +149,49 @@ def compute_run_metrics(session: Session, run: Run) -> dict[str, Any]:
         }
     if record_total is not None:
         out["records"] = {"run": record_total.as_dict(), "documents": record_docs}
+    out["ground_truth"] = used
     return out
 
 
 def _run_documents(session: Session, run: Run) -> list[Document]:
-    """The run's documents with their pages and ground truth, in three statements."""
+    """The run's documents with their pages, in two statements."""
     return list(
         session.scalars(
             select(Document)
             .join(run_documents, run_documents.c.document_id == Document.id)
             .where(run_documents.c.run_id == run.id)
-            .options(selectinload(Document.pages), selectinload(Document.ground_truths))
+            .options(selectinload(Document.pages))
             .order_by(Document.id)
         )
     )
 
 
+def _current_truths(session: Session, run: Run) -> dict[int, list[GroundTruth]]:
+    """Document id → the current version of each piece of ground truth the run is scored on,
+    in one statement (earlier versions are never loaded)."""
+    rows = session.scalars(
+        select(GroundTruth)
+        .join(run_documents, run_documents.c.document_id == GroundTruth.document_id)
+        .where(
+            run_documents.c.run_id == run.id,
+            GroundTruth.kind.in_(scored_kinds(run)),
+            current_ground_truth(),
+        )
+    )
+    out: dict[int, list[GroundTruth]] = defaultdict(list)
+    for truth in rows:
+        out[truth.document_id].append(truth)
+    return out
+
+
 def _records_by_document(
-    session: Session, run: Run, documents: list[Document], fields: list[str]
+    session: Session, run: Run, truths: dict[int, list[GroundTruth]], fields: list[str]
 ) -> dict[int, list[dict[str, Any]]]:
     """Document id → the run's records on it (schema fields only), in page and line order."""
     with_truth = [
-        d.id for d in documents if any(t.kind == GroundTruthKind.RECORDS for t in d.ground_truths)
+        document_id
+        for document_id, pieces in truths.items()
+        if any(t.kind == GroundTruthKind.RECORDS for t in pieces)
     ]
     if not run.config.extracts or not with_truth:
         return {}

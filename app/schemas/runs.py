@@ -1,7 +1,7 @@
 """Runs, their progress, results and metrics."""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -14,10 +14,13 @@ class RunCreate(BaseModel):
     """A run request; leave `stages` out for Tesseract OCR then rules extraction."""
 
     name: Name = ""
-    document_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] | None = Field(
-        default=None, description="documents to process; all of the project's when left out"
+    # Strict: JSON `true` or "3" is not a document id (a lax int would take them for 1 and 3).
+    document_ids: list[Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]] | None = Field(
+        default=None,
+        description="documents to process; all of the project's when left out",
+        json_schema_extra={"minItems": 1},  # documented; the service says why it refuses []
     )
-    stages: list[StageRequest] | None = None
+    stages: list[StageRequest] | None = Field(default=None, json_schema_extra={"minItems": 1})
 
 
 class Progress(BaseModel):
@@ -72,6 +75,38 @@ class StageResultPublic(BaseModel):
     page_layout: dict[str, Any] | None = None
 
 
+class DiffOpPublic(BaseModel):
+    """A run of one kind of character operation: `gt` the ground truth it covers, `ocr` the
+    OCR text (empty for an insertion or a deletion respectively)."""
+
+    op: Literal["equal", "insert", "delete", "substitute"]
+    gt: str
+    ocr: str
+
+
+class LineDiff(BaseModel):
+    """A line's diff raw (whitespace folded) and in the normalised form the metric uses."""
+
+    raw: list[DiffOpPublic]
+    normalized: list[DiffOpPublic]
+
+
+class PageCer(BaseModel):
+    """A page's CER against its ground truth: its own file, or its slice of the document's
+    (then the counts are the page's share of the document alignment and add up to the
+    document's CER over its pages)."""
+
+    source: Literal["page", "document"]
+    stage: str = Field(description="the text stage scored (the one whose lines are shown)")
+    cer: float
+    cer_normalized: float
+    cer_distance: int
+    cer_reference_length: int
+    cer_normalized_distance: int
+    cer_normalized_reference_length: int
+    unsure_lines: int = Field(description="lines whose aligned ground truth is unsure")
+
+
 class LinePublic(BaseModel):
     """A line of the page's text: its box on the page image and the engine's confidence."""
 
@@ -86,6 +121,19 @@ class LinePublic(BaseModel):
     confidence: float | None = Field(description="mean word confidence, 0–1")
     min_confidence: float | None = Field(description="the weakest word's confidence, 0–1")
     kind: str = Field(description="body, or header for running heads and page numbers")
+    gt_text: str | None = Field(
+        default=None,
+        description="the ground-truth line aligned to this one (raw-normalised); null without "
+        "ground truth, empty where nothing was aligned to it",
+    )
+    diff: LineDiff | None = Field(
+        default=None, description="character diff of the line against gt_text"
+    )
+    gt_unsure: bool = Field(
+        default=False,
+        description="more than half of the line's aligned characters are insertions or "
+        "deletions: the alignment found no counterpart, so gt_text is a guess",
+    )
 
 
 class RecordPublic(BaseModel):
@@ -113,3 +161,11 @@ class PageResult(BaseModel):
     lines: list[LinePublic] = Field(default_factory=list)
     ground_truth: str | None
     metrics: dict[str, Any]
+    #: The page's ground truth as aligned to its lines: its own, or its slice of the document's.
+    ground_truth_aligned: str | None = None
+    gt_cer: PageCer | None = None
+    estimated_cer: float | None = Field(
+        default=None,
+        description="estimated CER of the page's latest text without ground truth (0–1; "
+        "app/pipeline/quality.py), as in the run's review queue",
+    )

@@ -42,6 +42,76 @@
       item("WER", scores.wer), item("WER normalized", scores.wer_normalized));
   }
 
+  /* ---------- diff against the ground truth ---------- */
+
+  let normalizedDiff = false; // raw by default; the choice stays while paging
+
+  function pageCerLine(cer) {
+    const source = cer.source === "page"
+      ? "against this page's own ground truth"
+      : "against this page's share of the document's ground truth (aligned automatically)";
+    return el("div", { className: "scores", "aria-label": "Page scores against the ground truth" },
+      el("span", {}, "Page CER ", el("b", {}, h.pct(cer.cer))),
+      el("span", {}, "CER normalized ", el("b", {}, h.pct(cer.cer_normalized))),
+      el("span", { className: "subtle" }, cer.cer_distance + " errors in " +
+        cer.cer_reference_length + " characters, " + source),
+      cer.unsure_lines ? el("span", { className: "diff-unsure-note" },
+        "⚠ " + cer.unsure_lines + " line" + (cer.unsure_lines === 1 ? "" : "s") +
+        " with an unsure alignment") : null);
+  }
+
+  function diffOps(ops) {
+    // Marked by more than colour: insertions underlined, deletions struck through.
+    return ops.map((op) => {
+      if (op.op === "equal") return op.gt;
+      if (op.op === "insert") {
+        return el("ins", { className: "diff-ins", title: "in the OCR, not in the ground truth" }, op.ocr);
+      }
+      if (op.op === "delete") {
+        return el("del", { className: "diff-del", title: "in the ground truth, missing from the OCR" }, op.gt);
+      }
+      return el("span", { className: "diff-sub", title: "ground truth “" + op.gt + "” read as “" + op.ocr + "”" },
+        el("del", {}, op.gt), el("ins", {}, op.ocr));
+    });
+  }
+
+  function diffList(result) {
+    const lines = result.lines.filter((line) => line.diff && (line.text.trim() || line.gt_text));
+    if (!lines.length) {
+      return el("p", { className: "subtle" },
+        "No line-by-line diff: the text stage gave no lines with their positions for this page.");
+    }
+    return el("ol", { className: "diff-lines" }, lines.map((line) => el("li", {
+      value: String(line.position + 1), // numbered as the OCR's lines, blank ones left out
+      className: "diff-line" + (line.gt_unsure ? " unsure" : ""),
+      title: line.gt_unsure ? "Alignment unsure: most of this line found no counterpart in the ground truth" : null,
+    },
+    line.gt_unsure ? el("span", { className: "diff-unsure-note" }, "⚠ unsure ") : null,
+    diffOps(normalizedDiff ? line.diff.normalized : line.diff.raw))));
+  }
+
+  function diffPanel(result) {
+    const list = el("div", {}, diffList(result));
+    const toggle = el("input", {
+      type: "checkbox", id: "diff-normalized", checked: normalizedDiff,
+      onchange: (event) => {
+        normalizedDiff = event.target.checked;
+        h.replaceChildren(list, diffList(result));
+      },
+    });
+    return [
+      pageCerLine(result.gt_cer),
+      el("p", { className: "small" },
+        el("label", {}, toggle, " Normalized, as the metric compares (lower-case, ASCII letters and digits only)")),
+      el("p", { className: "small subtle diff-legend" }, "OCR against ground truth: ",
+        el("ins", { className: "diff-ins" }, "underlined"), " only in the OCR, ",
+        el("del", { className: "diff-del" }, "struck through"), " only in the ground truth, ",
+        el("span", { className: "diff-sub" }, el("del", {}, "ground truth"), el("ins", {}, "OCR")),
+        " substituted."),
+      list,
+    ];
+  }
+
   function textTabs(result) {
     const tabs = result.stages
       .filter((s) => s.stage !== "extract")
@@ -52,13 +122,24 @@
         empty: s.status === "done" ? "(no text on this page)" : "No text yet — the stage is " + s.status + ".",
         error: s.error,
         scores: result.metrics[s.stage],
+        // Document ground truth: the page's share of it scores the stage the diff is of.
+        cer: !result.metrics[s.stage] && result.gt_cer && result.gt_cer.stage === s.stage
+          ? result.gt_cer : null,
       }));
+    if (result.gt_cer) {
+      tabs.push({ key: "diff", title: "Diff against ground truth", panel: diffPanel(result) });
+    }
     if (result.ground_truth !== null) {
       tabs.push({ key: "ground_truth", title: "Ground truth", text: result.ground_truth, empty: "(empty)" });
+    } else if (result.ground_truth_aligned !== null && result.ground_truth_aligned !== undefined) {
+      tabs.push({
+        key: "ground_truth", title: "Ground truth (from the document)",
+        text: result.ground_truth_aligned, empty: "(nothing of the document's ground truth aligned to this page)",
+      });
     }
     if (!tabs.length) return [el("p", { className: "subtle" }, "No text stage has run on this page yet.")];
     if (!tabs.some((t) => t.key === chosenTab)) {
-      const withText = tabs.filter((t) => t.key !== "ground_truth" && t.text);
+      const withText = tabs.filter((t) => t.key !== "ground_truth" && t.key !== "diff" && t.text);
       chosenTab = (withText.length ? withText[withText.length - 1] : tabs[0]).key;
     }
     const tablist = el("div", { className: "tabs", role: "tablist", "aria-label": "Texts of this page" });
@@ -74,8 +155,11 @@
         role: "tabpanel", id: "panel-" + tab.key, "aria-labelledby": "tab-" + tab.key, hidden: !selected,
       },
       scoresLine(tab.scores),
+      tab.cer ? pageCerLine(tab.cer) : null,
       tab.error ? el("p", { className: "error-text small" }, tab.error) : null,
-      tab.text ? el("pre", { className: "page-text", tabindex: "0" }, tab.text) : el("p", { className: "subtle" }, tab.empty)));
+      tab.panel ? tab.panel
+        : tab.text ? el("pre", { className: "page-text", tabindex: "0" }, tab.text)
+          : el("p", { className: "subtle" }, tab.empty)));
     }
     tablist.addEventListener("click", (event) => {
       const button = event.target.closest("button[role=tab]");
@@ -90,7 +174,7 @@
       selectTab(tablist, panels, next);
       next.focus();
     });
-    const hasTruth = result.ground_truth !== null;
+    const hasTruth = result.ground_truth !== null || Boolean(result.gt_cer);
     const note = hasTruth ? null : el("p", { className: "small subtle" },
       "No ground truth for this page, so no CER here (a document-level transcription is scored on the run page).");
     return [tablist, ...panels, note];

@@ -1,4 +1,5 @@
-/* Run page: follow progress until the run finishes; show its scores against ground truth. */
+/* Run page: follow progress until the run finishes; show its scores against ground truth, the
+   ground-truth versions they were computed with, earlier evaluations, and re-scoring. */
 "use strict";
 
 (function () {
@@ -12,6 +13,8 @@
   let lastDone = null;
   let lastStatus = root.dataset.status;
   let metricsLoadedAt = 0;
+  /** The evaluation shown: null for the latest (what the page follows), else its number. */
+  let shownEvaluation = null;
 
   /** The run's documents as the server listed them: [{id, filename}]. */
   const documents = Array.from(document.querySelectorAll("#run-documents tr[data-document-id]")).map(
@@ -183,12 +186,87 @@
     }
   }
 
+  /* ---------- evaluations and ground-truth versions ---------- */
+
+  const REASONS = { finished: "when the run finished", rescore: "re-scored" };
+  const KIND_TITLES = { text: "transcription", records: "records" };
+
+  /** "type-1.txt v2 (transcription of page 3 of scan.pdf)" for a piece of ground truth. */
+  function truthLabel(truth) {
+    const names = new Map(documents.map((d) => [d.id, d.filename]));
+    const where = (truth.page ? "page " + truth.page + " of " : "") +
+      (names.get(truth.document_id) || "document " + truth.document_id);
+    return (truth.filename || KIND_TITLES[truth.kind] || truth.kind) + " v" + truth.version +
+      " (" + (KIND_TITLES[truth.kind] || truth.kind) + " of " + where + ", by " + truth.author + ")";
+  }
+
+  function truthList(truths) {
+    return el("ul", { className: "ground-truth-versions" }, truths.map((t) => el("li", {}, truthLabel(t))));
+  }
+
+  async function rescore(button) {
+    button.disabled = true;
+    button.textContent = "Re-scoring…";
+    try {
+      // api() sends the session's CSRF token (app.js).
+      await api("/runs/" + runId + "/evaluate", { method: "POST" });
+    } catch (failure) {
+      h.showBanner("Could not re-score the run: " + failure.message);
+      button.disabled = false;
+      button.textContent = "Re-score against current ground truth";
+      return;
+    }
+    shownEvaluation = null;
+    await loadMetrics();
+    showRun(await api("/runs/" + runId));
+  }
+
+  /** Which evaluation is shown, against which ground truth; newer ground truth and re-scoring. */
+  function showEvaluation(metrics) {
+    const target = document.getElementById("evaluation");
+    const shown = metrics.evaluation;
+    if (!shown) {
+      h.replaceChildren(target);
+      return;
+    }
+    const all = metrics.evaluations;
+    const parts = [el("p", { className: "evaluation-meta" },
+      "Evaluation " + shown.number + " of " + all.length + " · ",
+      el("time", { datetime: shown.created_at, title: shown.created_at }, h.formatDate(shown.created_at)),
+      " · " + (REASONS[shown.reason] || shown.reason) + " by " + shown.author)];
+    if (all.length > 1) {
+      const picker = el("select", { id: "evaluation-choice", "aria-label": "Evaluation shown",
+        onchange: (event) => {
+          const number = Number(event.target.value);
+          shownEvaluation = number === all[all.length - 1].number ? null : number;
+          loadMetrics();
+        } },
+      all.map((e) => el("option", { value: String(e.number), selected: e.number === shown.number },
+        "Evaluation " + e.number + " — " + h.formatDate(e.created_at) + " (" + e.author + ")")));
+      parts.push(el("p", {}, el("label", { htmlFor: "evaluation-choice" }, "Show: "), picker));
+    }
+    parts.push(metrics.ground_truth.length
+      ? el("div", {}, el("p", { className: "subtle" }, "Scored against this ground truth:"), truthList(metrics.ground_truth))
+      : el("p", { className: "subtle" }, "Scored with no ground truth attached."));
+    if (metrics.stale) {
+      parts.push(el("div", { id: "newer-ground-truth" },
+        el("p", { className: "notice-text" }, "Newer ground truth exists: these scores are against earlier versions."),
+        truthList(metrics.newer_ground_truth),
+        shownEvaluation === null
+          ? el("button", { type: "button", id: "rescore", onclick: (event) => rescore(event.currentTarget) },
+            "Re-score against current ground truth")
+          : null));
+    }
+    h.replaceChildren(target, parts);
+  }
+
   async function loadMetrics() {
     metricsLoadedAt = Date.now();
     const target = document.getElementById("metrics");
     let metrics;
     try {
-      metrics = await api("/runs/" + runId + "/metrics");
+      const query = shownEvaluation === null ? "" : "?evaluation=" + shownEvaluation;
+      metrics = await api("/runs/" + runId + "/metrics" + query);
     } catch (failure) {
       h.replaceChildren(target, el("p", { className: "error-text" }, "Could not load the scores: " + failure.message));
       return;
@@ -210,6 +288,7 @@
     }
     if (metrics.records) parts.push(recordsTables(metrics.records));
     h.replaceChildren(target, parts);
+    showEvaluation(metrics);
     showDocumentCer(metrics.text ? metrics.text[metrics.final_stage] : null);
   }
 
@@ -217,4 +296,63 @@
 
   loadMetrics();
   if (!h.FINISHED_RUN.includes(root.dataset.status)) h.poll(refreshRun, 2000).start(0);
+})();
+
+/* Review queue: the run's pages by estimated error (GET /runs/{id}/review-queue), worst first,
+   each linked to its page in the document view. Reloaded whenever the run's status changes. */
+(function () {
+  const h = window.histocr;
+  const { el, api } = h;
+  const root = document.getElementById("run");
+  const target = document.getElementById("review-queue");
+  if (!root || !target) return;
+  const runId = root.dataset.runId;
+  const SHOWN = 50;
+
+  function filenames() {
+    const names = new Map();
+    for (const row of document.querySelectorAll("#run-documents tr[data-document-id]")) {
+      names.set(Number(row.dataset.documentId), row.querySelector(".filename").textContent.trim());
+    }
+    return names;
+  }
+
+  async function loadQueue() {
+    let queue;
+    try {
+      queue = await api("/runs/" + runId + "/review-queue");
+    } catch (failure) {
+      h.replaceChildren(target, el("p", { className: "error-text" }, "Could not load the review queue: " + failure.message));
+      return;
+    }
+    const open = queue.filter((item) => !item.verified);
+    if (!open.length) {
+      h.replaceChildren(target, el("p", { className: "subtle" }, queue.length ? "Every page is verified." : "No pages yet."));
+      return;
+    }
+    const names = filenames();
+    const rows = open.slice(0, SHOWN).map((item, index) => {
+      const name = names.get(item.document_id) || "document " + item.document_id;
+      const href = "/runs/" + runId + "/documents/" + item.document_id + "#page-" + item.page_number;
+      return el("tr", { dataset: { pageId: String(item.page_id) } },
+        el("td", { className: "num" }, String(index + 1)),
+        el("td", { className: "filename" }, el("a", { href }, name + ", page " + item.page_number)),
+        el("td", { className: "num" }, (item.estimated_cer * 100).toFixed(1) + " %"));
+    });
+    const parts = [el("table", { id: "review-table" },
+      el("thead", {}, el("tr", {}, el("th", { className: "num" }, "#"), el("th", {}, "Page"),
+        el("th", { className: "num", title: "estimated character error rate, without ground truth" }, "Estimated CER"))),
+      el("tbody", {}, rows))];
+    if (open.length > SHOWN) parts.push(el("p", { className: "small subtle" }, "The " + SHOWN + " worst of " + open.length + " pages."));
+    h.replaceChildren(target, parts);
+  }
+
+  // showRun (above) sets data-status on every poll; reload only when the status changes.
+  let shownFor = root.dataset.status;
+  new MutationObserver(() => {
+    if (root.dataset.status === shownFor) return;
+    shownFor = root.dataset.status;
+    loadQueue();
+  }).observe(root, { attributes: true, attributeFilter: ["data-status"] });
+  loadQueue();
 })();

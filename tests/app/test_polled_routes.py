@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, select
 
 from app.config import Settings
 from app.db.session import get_engine, session_scope
@@ -14,22 +14,22 @@ from app.db.tables import (
     DEFAULT_SCHEMA_FIELDS,
     Document,
     DocumentStatus,
+    EvaluationReason,
     GroundTruth,
     GroundTruthKind,
     Page,
     Project,
     Record,
     Run,
+    RunEvaluation,
     RunStatus,
     StageResult,
     StageStatus,
 )
-from app.pipeline.dispatch import EVALUATE_TASK
 from app.pipeline.evaluation import compute_run_metrics
 from app.pipeline.run_config import build_run_config, default_stages
+from app.services.evaluations import AUTOMATIC, record_evaluation
 from tests.helpers import RecordingDispatcher
-from workers.context import make_context
-from workers.tasks.evaluate import evaluate_run
 
 API = "/api/v1"
 PAGE_TEXT = "Foerster, Christian, Fabrikmeister, Grosskoelnstrasse A 391."
@@ -49,7 +49,7 @@ class Seeded:
 def seed(settings: Settings, name: str, size: int) -> Seeded:
     """A project with `size` documents (the first with `size` pages, the others one) that carry
     text and records ground truth, and `size` + 1 runs over all of them, every page done: the
-    first run still running, the others settled with their metrics stored."""
+    first run still running, the others settled with their first evaluation stored."""
     with session_scope(settings.resolved_database_url) as session:
         project = Project(name=name, schema_fields=list(DEFAULT_SCHEMA_FIELDS))
         session.add(project)
@@ -70,7 +70,9 @@ def seed(settings: Settings, name: str, size: int) -> Seeded:
             if index == 0:
                 run.status = RunStatus.RUNNING
             else:
-                run.metrics = compute_run_metrics(session, run)
+                record_evaluation(
+                    session=session, run=run, author=AUTOMATIC, reason=EvaluationReason.FINISHED
+                )
                 run.status = RunStatus.DONE
             runs.append(run)
         return Seeded(
@@ -215,27 +217,39 @@ def test_polled_routes_send_as_many_statements_for_20_rows_as_for_one(client, sq
         client, sqlite_settings, polled_paths(seed(sqlite_settings, "many", 20))
     )
     assert many == one
-    # And they stay few: a lookup or two, then one statement per kind of figure.
-    assert max(one.values()) <= 12, one
+    # And they stay few: a lookup or two, then one statement per kind of figure. The page
+    # result is the most (16): besides its own rows it aligns the document's ground truth and
+    # estimates the page's error, each from a fixed number of statements.
+    assert max(v for k, v in one.items() if k != "page result") <= 12, one
+    assert one["page result"] <= 16, one
 
 
 def test_a_settled_run_serves_its_stored_metrics(client, sqlite_settings):
     seeded = seed(sqlite_settings, "stored", 2)
     run_id = seeded.settled_run_ids[0]
     with session_scope(sqlite_settings.resolved_database_url) as session:
-        run = session.get_one(Run, run_id)
-        stored = dict(run.metrics)
+        evaluation = session.scalars(
+            select(RunEvaluation).where(RunEvaluation.run_id == run_id)
+        ).one()
+        stored = dict(evaluation.metrics)
         # A figure no recomputation would give: only the stored metrics can carry it.
         stored["text"] = {
             **stored["text"],
             "ocr": {**stored["text"]["ocr"], "run": {"cer": 0.4242}},
         }
-        run.metrics = stored
+        evaluation.metrics = stored
+        kept = {"number": 1, "reason": "finished", "author": AUTOMATIC}
     with statements(sqlite_settings) as sent:
         response = client.get(f"{API}/runs/{run_id}/metrics")
     assert response.status_code == 200
-    assert response.json() == {"run_id": run_id, "status": "done"} | stored
-    assert not [s for s in sent if "stage_results" in s or "ground_truths" in s], sent
+    body = response.json()
+    assert {k: body[k] for k in stored} == stored
+    assert body["status"] == "done" and body["provisional"] is False
+    assert {k: body["evaluation"][k] for k in kept} == kept
+    assert body["stale"] is False and body["newer_ground_truth"] == []
+    # Nothing is scored again: no stage output is read, and no ground truth's content (only
+    # which versions are current, to say whether newer ground truth exists).
+    assert not [s for s in sent if "stage_results" in s or "ground_truths.content" in s], sent
 
 
 def test_a_running_run_scores_what_is_there_now(client, sqlite_settings):
@@ -243,12 +257,14 @@ def test_a_running_run_scores_what_is_there_now(client, sqlite_settings):
     body = client.get(f"{API}/runs/{seeded.running_run_id}/metrics").json()
     with session_scope(sqlite_settings.resolved_database_url) as session:
         now = compute_run_metrics(session, session.get_one(Run, seeded.running_run_id))
-    assert body == {"run_id": seeded.running_run_id, "status": "running"} | now
+    assert {k: body[k] for k in now} == now
+    assert body["status"] == "running" and body["provisional"] is True
+    assert body["evaluation"] is None and body["evaluations"] == []
     assert body["text"]["ocr"]["run"]["cer"] == 0.0
     assert body["records"]["run"]["records"]["reference"] == 2
 
 
-def test_ground_truth_attached_later_is_scored_at_once_and_stored_again(client, sqlite_settings):
+def test_ground_truth_attached_later_leaves_settled_scores_until_rescored(client, sqlite_settings):
     seeded = seed(sqlite_settings, "later", 2)
     run_id, document_id = seeded.settled_run_ids[0], seeded.document_ids[1]
     before = client.get(f"{API}/runs/{run_id}/metrics").json()
@@ -259,24 +275,15 @@ def test_ground_truth_attached_later_is_scored_at_once_and_stored_again(client, 
         files={"file": ("truth.txt", b"Something else entirely", "text/plain")},
     )
     assert response.status_code == 201, response.text
-    # Every settled run with the document is evaluated again; the running one will be anyway.
-    assert sorted((d.task, d.args) for d in client.app.state.dispatcher.sent) == [
-        (EVALUATE_TASK, (settled,)) for settled in seeded.settled_run_ids
-    ]
-    # Until the evaluation runs again, the scores are computed from the new ground truth.
-    provisional = client.get(f"{API}/runs/{run_id}/metrics").json()
-    assert provisional["text"]["ocr"]["run"]["cer"] > 0.0
+    # Nothing is queued: the settled runs keep their scores and say newer ground truth exists.
+    assert client.app.state.dispatcher.sent == []
+    after = client.get(f"{API}/runs/{run_id}/metrics").json()
+    assert after["text"] == before["text"] and after["stale"] is True
+    # The running run is scored against what is there now, as always.
+    running = client.get(f"{API}/runs/{seeded.running_run_id}/metrics").json()
+    assert running["text"]["ocr"]["run"]["cer"] > 0.0
 
-    evaluate_run(make_context(sqlite_settings, RecordingDispatcher()), run_id)
-    with session_scope(sqlite_settings.resolved_database_url) as session:
-        stored = session.get_one(Run, run_id).metrics
-    assert stored is not None
-    assert (
-        client.get(f"{API}/runs/{run_id}/metrics").json()
-        == {
-            "run_id": run_id,
-            "status": "done",
-        }
-        | stored
-    )
-    assert stored["text"] == provisional["text"]
+    rescored = client.post(f"{API}/runs/{run_id}/evaluate")
+    assert rescored.status_code == 201, rescored.text
+    assert rescored.json()["text"] == running["text"] and rescored.json()["stale"] is False
+    assert client.get(f"{API}/runs/{run_id}/metrics").json() == rescored.json()

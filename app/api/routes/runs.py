@@ -1,43 +1,50 @@
 """Starting runs, following their progress, reading results, metrics and exports."""
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.api.actor import ActorDep
 from app.api.deps import (
-    DispatcherDep,
     DocumentDep,
+    OutboxDep,
     PageDep,
     ProjectDep,
     RowId,
     RunDep,
     SessionDep,
     SettingsDep,
-    found,
     read_in_thread,
+    valid_run,
 )
+from app.api.idempotency import IdempotencyDep
+from app.api.responses import DocumentedRoute, errors, text
 from app.api.views import API, attachment, run_public, runs_public
 from app.db.tables import (
+    MAX_ID,
     SETTLED_RUN_STATUSES,
-    GroundTruth,
-    GroundTruthKind,
+    EvaluationReason,
     Line,
     Record,
     Run,
     StageResult,
 )
-from app.errors import NotFound
+from app.errors import Conflict, NotFound
+from app.metrics.alignment import PageAlignment
 from app.metrics.text import score_text
 from app.pipeline.engines import engines_public
-from app.pipeline.evaluation import compute_run_metrics
 from app.pipeline.export import document_transcription, stream_records_csv
+from app.pipeline.quality import page_estimate
 from app.pipeline.run_config import TEXT_STAGES, StageRequest, build_run_config, default_stages
 from app.schemas.runs import (
+    DiffOpPublic,
+    LineDiff,
     LinePublic,
+    PageCer,
     PageResult,
     RecordPublic,
     RunCreate,
@@ -45,9 +52,11 @@ from app.schemas.runs import (
     StageResultPublic,
 )
 from app.services.estimates import estimate_tokens
+from app.services.evaluations import page_ground_truth, record_evaluation, run_metrics
+from app.services.page_truth import PageTruth, page_truth
 from app.services.runs import create_run, select_documents
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(tags=["runs"], route_class=DocumentedRoute)
 
 
 @router.get("/engines")
@@ -61,14 +70,18 @@ def _requested_stages(body: RunCreate) -> list[StageRequest]:
 
 
 @router.post(
-    "/projects/{project_id}/runs", status_code=status.HTTP_201_CREATED, response_model=RunPublic
+    "/projects/{project_id}/runs",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RunPublic,
+    responses=errors(409, 503),
 )
 def start_run(
     body: RunCreate,
     project: ProjectDep,
     session: SessionDep,
     settings: SettingsDep,
-    dispatcher: DispatcherDep,
+    outbox: OutboxDep,
+    idempotency: IdempotencyDep,
 ) -> RunPublic:
     """Start a pipeline over the project's documents (all, or those named)."""
     stages = _requested_stages(body)
@@ -80,9 +93,9 @@ def start_run(
         document_ids=body.document_ids,
         name=body.name,
     )
-    result = run_public(session, run)
+    outbox.add(dispatches)
+    result = idempotency.save(run_public(session, run))
     session.commit()
-    dispatcher.send(dispatches)
     return result
 
 
@@ -105,23 +118,45 @@ def list_runs(project: ProjectDep, session: SessionDep) -> list[RunPublic]:
 
 
 @router.get("/runs/{run_id}", response_model=RunPublic)
-async def get_run(run_id: RowId, settings: SettingsDep) -> RunPublic:
+async def get_run(
+    run_id: RowId, settings: SettingsDep, actor: ActorDep, request: Request
+) -> RunPublic:
     """A run with its progress (polled: read in one worker thread, see `read_in_thread`)."""
     return await read_in_thread(
-        settings, lambda session: run_public(session, found(session, Run, run_id, "run"))
+        settings, lambda session: run_public(session, valid_run(session, run_id, actor, request))
     )
 
 
 @router.get("/runs/{run_id}/metrics")
-def get_metrics(run: RunDep, session: SessionDep) -> dict[str, Any]:
-    """CER/WER (raw and normalized) per page, document and run; record scores; as fractions.
+def get_metrics(
+    run: RunDep,
+    session: SessionDep,
+    evaluation: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_ID, description="an earlier evaluation's number (default: latest)"),
+    ] = None,
+) -> dict[str, Any]:
+    """CER/WER (raw and normalized) per page, document and run; record scores; as fractions;
+    with the ground-truth versions they were computed against (`ground_truth`).
 
-    A settled run's are those its evaluation stored; a running run's (or one whose ground truth
-    changed since, until it is evaluated again) are computed now and provisional.
+    A finished run's scores are those of its latest evaluation (or of `evaluation`), never
+    changed by later ground truth: `stale` and `newer_ground_truth` say that newer exists, and
+    `evaluations` lists every evaluation kept. A running run's are computed now (`provisional`).
     """
-    stored = run.metrics if run.status in SETTLED_RUN_STATUSES else None
-    metrics = stored if stored is not None else compute_run_metrics(session, run)
-    return {"run_id": run.id, "status": run.status} | metrics
+    return run_metrics(session, run, evaluation)
+
+
+@router.post("/runs/{run_id}/evaluate", status_code=status.HTTP_201_CREATED, responses=errors(409))
+def evaluate_again(run: RunDep, session: SessionDep, actor: ActorDep) -> dict[str, Any]:
+    """Score a finished run against the current ground truth, as a new evaluation: the earlier
+    ones are kept and stay readable (`GET /runs/{id}/metrics?evaluation=N`)."""
+    if run.status not in SETTLED_RUN_STATUSES:
+        raise Conflict(f"run {run.id} is {run.status}: it is scored when it finishes")
+    evaluation = record_evaluation(
+        session=session, run=run, author=actor.name, reason=EvaluationReason.RESCORE
+    )
+    assert evaluation is not None  # only `first_only` evaluations are ever skipped
+    return run_metrics(session, run, evaluation.number)
 
 
 @router.get("/runs/{run_id}/pages/{page_id}", response_model=PageResult)
@@ -140,11 +175,11 @@ def get_page_result(run: RunDep, page: PageDep, session: SessionDep) -> PageResu
         .order_by(Record.position)
     ).all()
     lines = _page_lines(session, results)
-    truth = session.scalar(
-        select(GroundTruth).where(
-            GroundTruth.page_id == page.id, GroundTruth.kind == GroundTruthKind.TEXT
-        )
-    )
+    stage = lines[0].stage if lines else run.config.final_text_stage
+    truth = page_ground_truth(session, run, page.id)
+    aligned = page_truth(session, run, page, stage, truth)
+    if aligned is not None:
+        lines = _with_ground_truth(lines, aligned.alignment)
     metrics = {
         r.stage: score_text(truth.content, r.text or "").as_dict()
         for r in results
@@ -162,6 +197,42 @@ def get_page_result(run: RunDep, page: PageDep, session: SessionDep) -> PageResu
         lines=lines,
         ground_truth=truth.content if truth else None,
         metrics=metrics,
+        ground_truth_aligned=aligned.alignment.gt_text if aligned else None,
+        gt_cer=_page_cer(aligned) if aligned else None,
+        estimated_cer=page_estimate(session, run, page.id),
+    )
+
+
+def _with_ground_truth(lines: list[LinePublic], alignment: PageAlignment) -> list[LinePublic]:
+    """The lines with their aligned ground-truth line, diff and unsure flag (by position: line
+    `position` is line `position + 1` of the stage's text the alignment was made on)."""
+    out: list[LinePublic] = []
+    for line in lines:
+        if line.position >= len(alignment.lines):
+            out.append(line)
+            continue
+        match = alignment.lines[line.position]
+        diff = LineDiff(
+            raw=[DiffOpPublic(op=o.op, gt=o.gt, ocr=o.ocr) for o in match.diff],
+            normalized=[DiffOpPublic(op=o.op, gt=o.gt, ocr=o.ocr) for o in match.diff_normalized],
+        )
+        update = {"gt_text": match.gt_text, "diff": diff, "gt_unsure": match.unsure}
+        out.append(line.model_copy(update=update))
+    return out
+
+
+def _page_cer(aligned: PageTruth) -> PageCer:
+    raw, strict = aligned.alignment.cer, aligned.alignment.cer_normalized
+    return PageCer(
+        source=aligned.source,
+        stage=aligned.stage,
+        cer=raw.rate,
+        cer_normalized=strict.rate,
+        cer_distance=raw.distance,
+        cer_reference_length=raw.reference_length,
+        cer_normalized_distance=strict.distance,
+        cer_normalized_reference_length=strict.reference_length,
+        unsure_lines=aligned.alignment.unsure_lines,
     )
 
 
@@ -195,7 +266,11 @@ def _page_lines(session: Session, results: Sequence[StageResult]) -> list[LinePu
     return by_stage[latest[-1]] if latest else []
 
 
-@router.get("/runs/{run_id}/records.csv", response_class=StreamingResponse)
+@router.get(
+    "/runs/{run_id}/records.csv",
+    response_class=StreamingResponse,
+    responses=text("text/csv", "the records, one row each, with a header row"),
+)
 def export_records(run: RunDep, settings: SettingsDep) -> StreamingResponse:
     """The run's records as CSV: schema fields, then document, page, line, run."""
     return StreamingResponse(
@@ -205,7 +280,12 @@ def export_records(run: RunDep, settings: SettingsDep) -> StreamingResponse:
     )
 
 
-@router.get("/runs/{run_id}/documents/{document_id}/text.txt", response_class=PlainTextResponse)
+@router.get(
+    "/runs/{run_id}/documents/{document_id}/text.txt",
+    # Not PlainTextResponse: FastAPI would document the JSON errors as text/plain too.
+    response_class=Response,
+    responses=text("text/plain", "the transcription, page after page"),
+)
 def export_text(
     run: RunDep, document: DocumentDep, session: SessionDep, stage: str | None = None
 ) -> PlainTextResponse:
