@@ -2,7 +2,7 @@
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +25,25 @@ from app.db.tables import (
 from app.pipeline.dispatch import EVALUATE_TASK, INGEST_TASK, STAGE_TASKS, Dispatch
 
 logger = logging.getLogger(__name__)
+
+
+def lock_documents(session: Session, document_ids: Sequence[int]) -> None:
+    """Lock the documents' rows until the transaction ends (a no-op update: row locks on
+    PostgreSQL, the write lock on SQLite), before reading whether they are ingested.
+
+    A run created while one of its documents finishes ingest would otherwise be lost between
+    the two: the run reads the document as still ingesting, the ingest (not seeing the new run)
+    materializes no run, and the run settles as done without that document's pages. Ingest
+    updates the document's status before it looks for waiting runs, so with this lock one of
+    the two always sees the other.
+    """
+    if document_ids:
+        session.execute(
+            update(Document)
+            .where(Document.id.in_(list(document_ids)))
+            .values(status=Document.status)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def materialize(session: Session, run: Run) -> None:

@@ -11,7 +11,7 @@ from app.errors import InvalidRequest
 from app.pipeline.dispatch import Dispatch
 from app.pipeline.preflight import check_engines
 from app.pipeline.run_config import StageRequest, build_run_config
-from app.pipeline.scheduler import advance, materialize
+from app.pipeline.scheduler import advance, lock_documents, materialize
 
 
 def select_documents(
@@ -44,6 +44,7 @@ def create_run(
     config = build_run_config(stages=stages, schema_fields=project.schema_fields, settings=settings)
     documents = select_documents(session=session, project=project, document_ids=document_ids)
     check_engines(config, settings)
+    lock_documents(session, [document.id for document in documents])  # see lock_documents
     run = Run(project_id=project.id, name=name.strip(), config=config, documents=documents)
     session.add(run)
     session.flush()
