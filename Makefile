@@ -11,7 +11,7 @@ run: system-deps install migrate
 test: test-system-deps install-test llama-server services
 	$(BIN)/python -m pytest
 
-# The inner loop (under a minute on 2 cores): no worker, server, CLI run, browser or model
+# The inner loop (3–4 minutes on 2 cores): no worker, server, CLI run, browser or model
 # (the `e2e` marker, tests/conftest.py), so no llama.cpp build either.
 test-fast: test-system-deps install-test services
 	$(BIN)/python -m pytest -m "not e2e"
