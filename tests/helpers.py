@@ -1,9 +1,15 @@
 """Small test data makers shared by several test modules."""
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from app.config import Settings
 from app.pipeline.dispatch import Dispatch
 
 # (system, normalized CER %, raw CER %) from benchmark/README.md, micro over types 1-5.
@@ -46,3 +52,29 @@ class RecordingDispatcher:
 
     def send(self, dispatches: list[Dispatch]) -> None:
         self.sent.extend(dispatches)
+
+
+@contextmanager
+def live_app(settings: Settings) -> Iterator[str]:
+    """The real app under uvicorn on a free loopback port, for a browser; yields its base URL."""
+    import uvicorn
+
+    from app.main import create_app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="error")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the app did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

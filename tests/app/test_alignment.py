@@ -5,27 +5,22 @@ where the pages end (a leak of one page's ground truth into the next is caught),
 endpoint serves each line's aligned ground truth, diff and unsure flag.
 """
 
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.db.session import session_scope
 from app.db.tables import Document, Line, Run, RunStatus, StageResult, StageStatus
-from app.main import create_app
 from app.metrics.alignment import PageAlignment, align_document
 from app.metrics.diff import char_diff
 from app.metrics.text import join_pages, normalize_raw, normalize_strict, score_text
 from app.pipeline.run_config import build_run_config, default_stages
 from tests.conftest import benchmark_file
 from tests.factories import add_document, add_project
-from tests.helpers import RecordingDispatcher
+from tests.helpers import RecordingDispatcher, live_app
 from workers.context import make_context
 from workers.tasks.evaluate import evaluate_run
 
@@ -283,21 +278,8 @@ def test_a_page_without_ground_truth_has_no_diff(client, sqlite_settings):
 @pytest.fixture
 def live_base(sqlite_settings: Settings) -> Iterator[str]:
     """The real app on a real port (no worker: the run is stored finished)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(sqlite_settings), host="127.0.0.1", port=port, log_level="error")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the app did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with live_app(sqlite_settings) as base:
+        yield base
 
 
 @pytest.mark.e2e

@@ -1,25 +1,15 @@
 """The browser UI in headless Chromium: the run form starts the pipeline the user chose."""
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 
 from app.config import Settings
-from app.main import create_app
 from models.openai_spec import EndpointSettings
 from tests.helpers import RecordingDispatcher
+from tests.helpers import live_app as live_app_server
 from workers.context import make_context
 from workers.tasks.ingest import ingest_document
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -36,19 +26,8 @@ def live_app(sqlite_settings: Settings, fake_openai) -> Iterator[tuple[str, Sett
             )
         }
     )
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="error")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the app did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", settings
-    server.should_exit = True
-    thread.join(timeout=10)
+    with live_app_server(settings) as base:
+        yield base, settings
 
 
 def _project_with_a_page(base: str, settings: Settings) -> int:

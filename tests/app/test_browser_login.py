@@ -1,18 +1,13 @@
 """A browser user on a server that requires accounts: logs in, works as before, logs out."""
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 
 from app.config import Settings
 from app.db.session import session_scope
-from app.main import create_app
 from app.services import accounts
-from tests.helpers import render_page
+from tests.helpers import live_app, render_page
 
 
 @pytest.fixture
@@ -21,21 +16,8 @@ def secured_app(sqlite_settings: Settings) -> Iterator[tuple[str, str]]:
     settings = sqlite_settings.model_copy(update={"auth_required": True})
     with session_scope(settings.resolved_database_url) as session:
         _, password = accounts.create_user(session, "ada")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="error")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the app did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", password
-    server.should_exit = True
-    thread.join(timeout=10)
+    with live_app(settings) as base:
+        yield base, password
 
 
 def test_a_user_logs_in_works_and_logs_out(secured_app, browser, tmp_path):

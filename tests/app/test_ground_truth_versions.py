@@ -8,7 +8,6 @@ run's scores stay and say that newer ground truth exists, and re-scoring is an e
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +39,7 @@ from app.pipeline.run_config import build_run_config, default_stages
 from app.services.evaluations import record_evaluation
 from app.services.projects import attach_ground_truth
 from tests.factories import add_document, add_project, stages
-from tests.helpers import RecordingDispatcher
+from tests.helpers import RecordingDispatcher, live_app
 from workers.context import make_context
 from workers.tasks.evaluate import evaluate_run
 
@@ -482,27 +481,8 @@ def test_migration_makes_existing_ground_truth_version_1_and_keeps_scores(
 @pytest.fixture
 def live_server(sqlite_settings: Settings) -> Iterator[str]:
     """The real app on a real loopback port (single-user mode, as `make run` serves it)."""
-    import socket
-
-    import uvicorn
-
-    from app.main import create_app
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(sqlite_settings), host="127.0.0.1", port=port, log_level="error")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the app did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with live_app(sqlite_settings) as base:
+        yield base
 
 
 def test_the_run_page_shows_the_versions_and_rescores_on_request(

@@ -1,21 +1,16 @@
 """The quality estimate without ground truth (app/pipeline/quality.py) and the review queue."""
 
 import random
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
-import uvicorn
 from PIL import Image, ImageFilter
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from app.main import create_app
 from app.pipeline.charmodel import CharModel, shipped_model
 from app.pipeline.quality import SHIPPED, LineSignal, PageSignals, fit, page_signals
-from tests.helpers import PRINTED_LINES, render_page
+from tests.helpers import PRINTED_LINES, live_app, render_page
 from tests.test_flow import wait_for_run
 
 DIRECTORY = [
@@ -107,23 +102,6 @@ def smudged_page(path: Path) -> Path:
     return path
 
 
-def serve(settings) -> tuple[str, uvicorn.Server, threading.Thread]:
-    """The real app on a free port, for the browser."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="error")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the app did not start"
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}", server, thread
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def settings(request):
     """The embedded set-up (SQLite) and the distributed one (PostgreSQL, Redis)."""
@@ -181,8 +159,7 @@ def test_the_review_queue_puts_the_bad_page_first(
     assert page["estimated_cer"] == queue[0]["estimated_cer"]
 
     # The run page lists the queue, worst first, linked to the page in the document view.
-    base, server, thread = serve(settings)
-    try:
+    with live_app(settings) as base:
         browser.get(f"{base}/runs/{run['id']}")
         WebDriverWait(browser, 20).until(
             lambda driver: driver.find_elements(By.CSS_SELECTOR, "#review-table tbody tr")
@@ -195,9 +172,6 @@ def test_the_review_queue_puts_the_bad_page_first(
             f"{base}/runs/{run['id']}/documents/{documents[1]['id']}#page-1"
         )
         assert f"{queue[0]['estimated_cer'] * 100:.1f} %" in rows[0].text
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
     missing = client.get("/api/v1/runs/999999/review-queue")
     assert missing.status_code == 404 and "999999" in missing.text
