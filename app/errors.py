@@ -15,6 +15,11 @@ class HistocrError(Exception):
         """Headers the answer carries besides the message (a subclass adds `Retry-After`)."""
         return {}
 
+    @property
+    def extra(self) -> dict[str, object]:
+        """Keys the answer's body carries besides `detail` (a conflict adds the current value)."""
+        return {}
+
 
 class InvalidUpload(HistocrError):
     """An upload that is empty, corrupt, of the wrong type or too big."""
@@ -38,6 +43,20 @@ class Conflict(HistocrError):
     """A request that clashes with the current state (a duplicate name, a run not done)."""
 
     status_code = 409
+
+
+class VersionConflict(Conflict):
+    """An edit made to a version that is no longer the current one: someone else was faster.
+    The answer carries the current state, so the client can show it and try again."""
+
+    def __init__(self, message: str, current: dict[str, object]) -> None:
+        super().__init__(message)
+        self.current = current
+
+    @property
+    def extra(self) -> dict[str, object]:
+        """`current`: the row as it is now."""
+        return {"current": self.current}
 
 
 class InvalidRequest(HistocrError):

@@ -5,12 +5,20 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw, ImageFont
 
 from app.config import Settings
-from app.pipeline.dispatch import Dispatch
+from app.pipeline.dispatch import (
+    EVALUATE_TASK,
+    INGEST_TASK,
+    STAGE_TASKS,
+    Dispatch,
+    InlineDispatcher,
+)
 
 # (system, normalized CER %, raw CER %) from benchmark/README.md, micro over types 1-5.
 REFERENCE_NUMBERS = [
@@ -78,3 +86,65 @@ def live_app(settings: Settings) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def inline_dispatcher(settings: Settings) -> InlineDispatcher:
+    """Runs ingest, the stages and evaluation in this process, as `histocr process` does: an
+    app given it finishes what a request starts at `dispatcher.drain()`, without a worker."""
+    from workers.context import make_context
+    from workers.tasks.evaluate import evaluate_run
+    from workers.tasks.ingest import ingest_document
+    from workers.tasks.stages import run_stage
+
+    dispatcher = InlineDispatcher({}, concurrency=1)
+    ctx = make_context(settings, dispatcher)
+    dispatcher.handlers[INGEST_TASK] = lambda document_id: ingest_document(ctx, document_id)
+    dispatcher.handlers[EVALUATE_TASK] = lambda run_id: evaluate_run(ctx, run_id)
+    for stage, task in STAGE_TASKS.items():
+        dispatcher.handlers[task] = lambda ids, stage=stage: run_stage(ctx, stage, ids)
+    return dispatcher
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    """A default-pipeline run over one printed page with the page's ground truth attached."""
+
+    client: TestClient
+    run_id: int
+    page_id: int
+    document_id: int
+
+
+@contextmanager
+def finished_run_on_a_page(
+    settings: Settings, folder: Path, printed: list[str], truth: list[str]
+) -> Iterator[FinishedRun]:
+    """Print `printed` as a scan, upload it, attach `truth` as its transcription and run the
+    default pipeline in process; yields the client (single-user mode) and the ids."""
+    from app.main import create_app
+
+    app = create_app(settings)
+    dispatcher = inline_dispatcher(settings)
+    app.state.dispatcher = dispatcher
+    with TestClient(app, base_url="http://127.0.0.1:8000", client=("127.0.0.1", 50000)) as client:
+        project = client.post("/api/v1/projects", json={"name": "Köln 1822"}).json()
+        scan = render_page(folder / "page.png", printed)
+        upload = client.post(
+            f"/api/v1/projects/{project['id']}/documents",
+            files={"files": ("page.png", scan.read_bytes(), "image/png")},
+        )
+        assert upload.status_code == 201, upload.text
+        dispatcher.drain()
+        document = upload.json()["documents"][0]
+        attached = client.post(
+            f"/api/v1/documents/{document['id']}/ground-truth",
+            files={"file": ("page.txt", "\n".join(truth).encode(), "text/plain")},
+        )
+        assert attached.status_code == 201, attached.text
+        run = client.post(f"/api/v1/projects/{project['id']}/runs", json={"name": "review"})
+        assert run.status_code == 201, run.text
+        dispatcher.drain()
+        run_id = run.json()["id"]
+        assert client.get(f"/api/v1/runs/{run_id}").json()["status"] == "done"
+        page_id = client.get(f"/api/v1/documents/{document['id']}").json()["pages"][0]["id"]
+        yield FinishedRun(client, run_id, page_id, document["id"])

@@ -12,7 +12,7 @@ from app.config import Settings
 from app.db import audit  # noqa: F401  (the audit trail's flush hook)
 from app.db.accounts import Role
 from app.db.session import get_sessionmaker
-from app.db.tables import MAX_ID, Document, Page, Project, Run
+from app.db.tables import MAX_ID, Document, Line, Page, Project, Record, Run
 from app.errors import NotFound
 from app.identity import Actor
 from app.pipeline.dispatch import Dispatcher
@@ -154,6 +154,24 @@ def valid_run(session: SessionDep, run_id: RowId, actor: ActorDep, request: Requ
     return run
 
 
+def valid_line(session: SessionDep, line_id: RowId, actor: ActorDep, request: Request) -> Line:
+    """The line in the path, or 404; the actor's role in its run's project must allow it."""
+    line = found(session, Line, line_id, "line")
+    project_id = session.get_one(Run, line.run_id).project_id
+    _authorize_or_hide(session, actor, project_id, request, f"line {line_id}")
+    return line
+
+
+def valid_record(
+    session: SessionDep, record_id: RowId, actor: ActorDep, request: Request
+) -> Record:
+    """The record in the path, or 404; the actor's role in its run's project must allow it."""
+    record = found(session, Record, record_id, "record")
+    project_id = session.get_one(Run, record.run_id).project_id
+    _authorize_or_hide(session, actor, project_id, request, f"record {record_id}")
+    return record
+
+
 def _authorize_or_hide(
     session: Session, actor: Actor, project_id: int, request: Request, what: str
 ) -> None:
@@ -169,3 +187,5 @@ ProjectDep = Annotated[Project, Depends(valid_project)]
 DocumentDep = Annotated[Document, Depends(valid_document)]
 PageDep = Annotated[Page, Depends(valid_page)]
 RunDep = Annotated[Run, Depends(valid_run)]
+LineDep = Annotated[Line, Depends(valid_line)]
+RecordDep = Annotated[Record, Depends(valid_record)]

@@ -7,6 +7,7 @@ declares it in the OpenAPI document.
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import iter_route_contexts
@@ -24,7 +25,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HistocrError)
     async def _domain_error(request: Request, exc: HistocrError) -> Response:
-        return _answer(request, exc.status_code, exc.message, exc.headers)
+        return _answer(request, exc.status_code, exc.message, exc.headers, exc.extra)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> Response:
@@ -59,11 +60,16 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 def _answer(
-    request: Request, status_code: int, message: str, headers: dict[str, str] | None = None
+    request: Request,
+    status_code: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, object] | None = None,
 ) -> Response:
     """JSON for API clients; a page for a person's browser on the UI's own routes."""
     if not _wants_html(request):
-        return JSONResponse(status_code=status_code, content={"detail": message}, headers=headers)
+        content = {"detail": message} | (jsonable_encoder(extra) if extra else {})
+        return JSONResponse(status_code=status_code, content=content, headers=headers)
     title = "Not found" if status_code == 404 else "Something went wrong"
     return TEMPLATES.TemplateResponse(
         request,

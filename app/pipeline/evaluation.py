@@ -11,7 +11,6 @@ from app.db.tables import (
     GroundTruth,
     GroundTruthKind,
     Page,
-    Record,
     Run,
     StageResult,
     StageStatus,
@@ -19,6 +18,7 @@ from app.db.tables import (
 )
 from app.metrics.records import RecordScores, read_records_csv, score_records
 from app.metrics.text import TextScores, score_text
+from app.pipeline.versions import Version, apply_line_edits, current_records
 
 
 def current_ground_truth() -> ColumnElement[bool]:
@@ -54,10 +54,16 @@ def ground_truth_used(truth: GroundTruth, page_numbers: dict[int, int]) -> dict[
 
 
 def page_texts(
-    session: Session, run: Run, stage: str, *, document_id: int | None = None
+    session: Session,
+    run: Run,
+    stage: str,
+    *,
+    document_id: int | None = None,
+    version: Version = "engine",
 ) -> dict[int, str | None]:
     """Page id → the stage's text (None where the stage did not succeed); of one document's
-    pages only when `document_id` is given (a page view needs no more)."""
+    pages only when `document_id` is given (a page view needs no more); with the reviewers'
+    edited lines in place for `version="latest"`."""
     query = select(StageResult.page_id, StageResult.status, StageResult.text).where(
         StageResult.run_id == run.id, StageResult.stage == stage
     )
@@ -66,9 +72,10 @@ def page_texts(
             StageResult.page_id.in_(select(Page.id).where(Page.document_id == document_id))
         )
     rows = session.execute(query).all()
-    return {
+    texts = {
         page_id: (text if status == StageStatus.DONE else None) for page_id, status, text in rows
     }
+    return apply_line_edits(session, run.id, stage, texts) if version == "latest" else texts
 
 
 def document_text(pages: list[Page], texts: dict[int, str | None]) -> str:
@@ -94,11 +101,12 @@ def _ground_truth(
     return doc_text, page_text, records
 
 
-def compute_run_metrics(session: Session, run: Run) -> dict[str, Any]:
+def compute_run_metrics(session: Session, run: Run, version: Version = "engine") -> dict[str, Any]:
     """CER/WER per page, document and run for every text stage; record scores where possible;
-    and the versions of the ground truth they were computed against (`ground_truth`)."""
+    and the versions of the ground truth they were computed against (`ground_truth`). Of the
+    engine's output, or of the reviewed text and records (`version="latest"`)."""
     text_stages = run.config.text_stages
-    texts = {stage: page_texts(session, run, stage) for stage in text_stages}
+    texts = {stage: page_texts(session, run, stage, version=version) for stage in text_stages}
     fields = list(run.config.schema_fields)
     out: dict[str, Any] = {"final_stage": run.config.final_text_stage, "text": {}, "records": None}
     stage_totals: dict[str, TextScores | None] = dict.fromkeys(text_stages)
@@ -108,7 +116,7 @@ def compute_run_metrics(session: Session, run: Run) -> dict[str, Any]:
     record_docs: list[dict[str, Any]] = []
     documents = _run_documents(session, run)
     truths = _current_truths(session, run)
-    hypotheses = _records_by_document(session, run, truths, fields)
+    hypotheses = _records_by_document(session, run, truths, fields, version)
     used: list[dict[str, Any]] = []
     for document in documents:
         numbers = {page.id: page.number for page in document.pages}
@@ -185,7 +193,11 @@ def _current_truths(session: Session, run: Run) -> dict[int, list[GroundTruth]]:
 
 
 def _records_by_document(
-    session: Session, run: Run, truths: dict[int, list[GroundTruth]], fields: list[str]
+    session: Session,
+    run: Run,
+    truths: dict[int, list[GroundTruth]],
+    fields: list[str],
+    version: Version,
 ) -> dict[int, list[dict[str, Any]]]:
     """Document id → the run's records on it (schema fields only), in page and line order."""
     with_truth = [
@@ -195,13 +207,16 @@ def _records_by_document(
     ]
     if not run.config.extracts or not with_truth:
         return {}
-    rows = session.execute(
-        select(Page.document_id, Record.fields)
-        .join(Page, Page.id == Record.page_id)
-        .where(Record.run_id == run.id, Page.document_id.in_(with_truth))
-        .order_by(Page.document_id, Page.number, Record.position)
+    document_of = dict(
+        session.execute(
+            select(Page.id, Page.document_id)
+            .join(run_documents, run_documents.c.document_id == Page.document_id)
+            .where(run_documents.c.run_id == run.id, Page.document_id.in_(with_truth))
+        ).all()
     )
     out: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for document_id, values in rows:
-        out[document_id].append({name: values.get(name) for name in fields})
+    records = current_records(session, run.id, version, Page.document_id.in_(with_truth))
+    for record in records:
+        values = record.fields
+        out[document_of[record.page_id]].append({name: values.get(name) for name in fields})
     return out

@@ -27,6 +27,7 @@ from app.pipeline.evaluation import (
     ground_truth_used,
     scored_kinds,
 )
+from app.pipeline.versions import review_counts
 
 #: The author of the evaluation a run gets when it finishes (no one asked for it).
 AUTOMATIC = "histocr"
@@ -104,6 +105,7 @@ def run_metrics(session: Session, run: Run, number: int | None = None) -> dict[s
     return (
         {"run_id": run.id, "status": run.status}
         | metrics
+        | _engine_and_latest(session, run, metrics)
         | {
             "provisional": chosen is None,
             "evaluation": chosen,
@@ -172,3 +174,16 @@ def page_ground_truth(session: Session, run: Run, page_id: int) -> GroundTruth |
     )
     query = query.where(GroundTruth.id == used[0]) if used else query.where(current_ground_truth())
     return session.scalar(query)
+
+
+def _engine_and_latest(session: Session, run: Run, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The scores of the engine's output (those of the evaluation) beside those of the reviewed
+    text and records (latest versions, scored now against the current ground truth; the same
+    as the engine's while nothing is edited)."""
+    engine = {"text": metrics.get("text", {}), "records": metrics.get("records")}
+    counts = review_counts(session, run.id)
+    latest = engine
+    if counts.lines_edited or counts.records_changed:
+        scored = compute_run_metrics(session, run, "latest")
+        latest = {"text": scored["text"], "records": scored["records"]}
+    return {"engine": engine, "latest": latest | {"review": counts.as_dict()}}

@@ -56,9 +56,10 @@ def _lines(text: str | None) -> list[str]:
 def page_truth(
     session: Session, run: Run, page: Page, stage: str, own: GroundTruth | None
 ) -> PageTruth | None:
-    """The page's ground truth aligned to `stage`'s text, or None where there is none; `own`
-    is the page's own ground truth (`page_ground_truth`), which wins over the document's."""
-    texts = page_texts(session, run, stage, document_id=page.document_id)
+    """The page's ground truth aligned to `stage`'s reviewed text (latest versions), or None
+    where there is none; `own` is the page's own ground truth (`page_ground_truth`), which wins
+    over the document's."""
+    texts = page_texts(session, run, stage, document_id=page.document_id, version="latest")
     if own is not None:
         aligned = align_document(own.content, [_lines(texts.get(page.id))])[0]
         # A page with its own file is scored on it alone, exactly as the run's page scores.

@@ -59,6 +59,7 @@ window.histocr = (function () {
     if (!response.ok) {
       const error = new Error(errorMessage(body, response.status));
       error.status = response.status;
+      error.body = body; // e.g. a 409's `current`: what the other writer saved
       throw error;
     }
     return body;
@@ -132,6 +133,12 @@ window.histocr = (function () {
   /** A fraction as a percentage with two decimals, or "—". */
   function pct(value) {
     return typeof value === "number" && isFinite(value) ? (value * 100).toFixed(2) + " %" : "—";
+  }
+
+  /** An estimated error rate: a guess, so no false precision; below 1 % it says so. */
+  function estimatePct(value) {
+    if (typeof value !== "number" || !isFinite(value)) return "—";
+    return value < 0.01 ? "under 1 %" : (value * 100).toFixed(1) + " %";
   }
 
   /** An ISO timestamp as "2025-01-31 14:05" in the browser's time zone. */
@@ -238,8 +245,14 @@ window.histocr = (function () {
       });
       xhr.addEventListener("load", () => {
         const body = parseBody(xhr.responseText);
-        if (xhr.status >= 200 && xhr.status < 300) resolve(body);
-        else reject(new Error(errorMessage(body, xhr.status)));
+        if (xhr.status >= 200 && xhr.status < 300) {
+          resolve(body);
+          return;
+        }
+        const failure = new Error(errorMessage(body, xhr.status));
+        failure.status = xhr.status;
+        failure.body = body;
+        reject(failure);
       });
       xhr.addEventListener("error", () => reject(new Error("the upload was interrupted")));
       xhr.addEventListener("abort", () => reject(new Error("the upload was cancelled")));
@@ -270,6 +283,7 @@ window.histocr = (function () {
     progressBar,
     progressLabel,
     pct,
+    estimatePct,
     formatDate,
     formatBytes,
     showBanner,

@@ -1,330 +1,415 @@
-/* Document page: each page's scan beside the run's text for it, its stages, scores and records. */
+/* Document page: the review workspace of one document in a run, one page at a time (the scan
+   with its line boxes, the lines, records, diff, texts and stages), kept live while the run is
+   at work and deep-linkable as #page=3&line=12. */
 "use strict";
 
 (function () {
   const h = window.histocr;
   const { el, api } = h;
-  const root = document.getElementById("document");
-  const links = Array.from(document.querySelectorAll(".page-nav a.page-link"));
-  if (!links.length) {
-    // Not ingested yet: reload once ingest has finished (or failed).
-    if (h.BUSY_DOCUMENT.includes(root.dataset.documentStatus)) {
-      h.poll(async () => {
-        const doc = await api("/documents/" + root.dataset.documentId);
-        if (h.BUSY_DOCUMENT.includes(doc.status)) return true;
-        window.location.reload();
-        return false;
-      }, 2000).start();
-    }
-    return;
-  }
-
-  const runId = root.dataset.runId;
-  const fields = JSON.parse(root.dataset.fields || "[]");
+  const W = h.workspace;
+  const data = h.readJSON("workspace-data");
+  const $ = (id) => document.getElementById(id);
   const STAGE_TITLES = { ocr: "OCR", correct: "Post-correction", extract: "Extraction" };
   const ACTIVE = ["pending", "queued", "running"];
-  const pages = links.map((a) => ({
-    id: a.dataset.pageId, number: Number(a.dataset.number),
-    width: a.dataset.width, height: a.dataset.height, link: a,
-  }));
-  let current = 0;
-  let generation = 0; // a newer page view makes the older one's pending answers moot
-  let chosenTab = null;
-  let timer = null;
 
-  /* ---------- text tabs ---------- */
+  let pages = data.pages;
+  let current = -1;
+  let runStatus = data.run.status;
+  let docStatus = data.document.status;
+  let pendingLine = null; // the line a deep link asked for, selected once the page is in
+  let requested = 0; // page loads: only the newest answer is shown
+  let shown = 0;
+  let fittedFor = null; // the page the view was last fitted to
+  const saved = new Map(); // line id → what this browser saved, newer than an older answer
 
-  function scoresLine(scores) {
-    if (!scores) return null;
-    const item = (label, value) => el("span", {}, label + " ", el("b", {}, h.pct(value)));
-    return el("div", { className: "scores", "aria-label": "Scores against the ground truth" },
-      item("CER", scores.cer), item("CER normalized", scores.cer_normalized),
-      item("WER", scores.wer), item("WER normalized", scores.wer_normalized));
-  }
+  /** The state the parts share (see workspace-lines.js and workspace-records.js). */
+  const ws = {
+    runId: data.run.id,
+    pageId: null,
+    extracts: data.run.extracts,
+    extractStatus: null,
+    fields: data.run.fields,
+    canEdit: true,
+    result: null,
+    lineById: new Map(),
+    selectedId: null,
+    showDiff: true,
+    normalized: false,
+    activeInput: null,
+  };
+  let recordsByLine = new Map();
+  let linesByRecord = new Map();
 
-  /* ---------- diff against the ground truth ---------- */
+  const viewer = W.createViewer(
+    { viewport: $("viewport"), stage: $("stage"), image: $("page-image"), overlay: $("overlay") },
+    {
+      onBoxClick: (id) => ws.select(id, { focus: true, tab: "lines" }),
+      onBoxHover: (id) => ws.hover(id, false),
+      onZoom: (label) => { $("zoom-level").textContent = label; },
+    });
+  const lines = W.createLines(ws, $("lines"), $("lines-empty"), $("line-detail"));
+  const records = W.createRecords(ws, $("page-records"));
 
-  let normalizedDiff = false; // raw by default; the choice stays while paging
+  /* ---------- what the parts call ---------- */
 
-  function pageCerLine(cer) {
-    const source = cer.source === "page"
-      ? "against this page's own ground truth"
-      : "against this page's share of the document's ground truth (aligned automatically)";
-    return el("div", { className: "scores", "aria-label": "Page scores against the ground truth" },
-      el("span", {}, "Page CER ", el("b", {}, h.pct(cer.cer))),
-      el("span", {}, "CER normalized ", el("b", {}, h.pct(cer.cer_normalized))),
-      el("span", { className: "subtle" }, cer.cer_distance + " errors in " +
-        cer.cer_reference_length + " characters, " + source),
-      cer.unsure_lines ? el("span", { className: "diff-unsure-note" },
-        "⚠ " + cer.unsure_lines + " line" + (cer.unsure_lines === 1 ? "" : "s") +
-        " with an unsure alignment") : null);
-  }
+  ws.recordsOfLine = (id) => recordsByLine.get(String(id)) || [];
+  ws.linesOfRecord = (record) => (linesByRecord.get(String(record.id)) || []);
+  ws.recordById = (id) => (ws.result ? ws.result.records.find((r) => String(r.id) === String(id)) : null);
 
-  function diffOps(ops) {
-    // Marked by more than colour: insertions underlined, deletions struck through.
-    return ops.map((op) => {
-      if (op.op === "equal") return op.gt;
-      if (op.op === "insert") {
-        return el("ins", { className: "diff-ins", title: "in the OCR, not in the ground truth" }, op.ocr);
+  ws.select = (id, options) => {
+    const opts = options || {};
+    ws.selectedId = id === null ? null : String(id);
+    const line = ws.lineById.get(ws.selectedId);
+    viewer.mark("selected", line ? [line.id] : []);
+    lines.markSelected();
+    lines.renderDetail();
+    if (!line) return;
+    if (opts.tab) selectTab(opts.tab);
+    if (opts.reveal || opts.focus) viewer.reveal(line.bbox, opts.reveal);
+    if (opts.focus) lines.focusLine(line.id);
+    const hash = "#page=" + pages[current].number + "&line=" + (line.position + 1);
+    if (window.location.hash !== hash) history.replaceState(null, "", hash);
+  };
+
+  ws.hover = (id, reveal) => {
+    const line = id === null ? null : ws.lineById.get(String(id));
+    viewer.mark("hover", line ? [line.id] : []);
+    lines.highlight(line ? [line.id] : [], "hover");
+    if (line && reveal !== false) viewer.reveal(line.bbox, false);
+  };
+
+  ws.relate = (ids) => {
+    viewer.mark("related", ids || []);
+    lines.highlight(ids || [], "related");
+    const first = ids && ids.length ? ws.lineById.get(ids[0]) : null;
+    if (first) viewer.reveal(first.bbox, false); // only moves when the box is out of sight
+  };
+
+  ws.showRecord = (id) => {
+    selectTab("records");
+    const row = $("record-" + id);
+    if (!row) return;
+    row.scrollIntoView({ block: "nearest" });
+    const value = row.querySelector(".ws-value");
+    if (value) value.focus();
+  };
+
+  ws.noteSaved = (line) => saved.set(String(line.id), { version: line.version, text: line.text });
+  ws.refresh = () => load(pages[current]);
+  ws.refreshView = () => { if (ws.result) render(ws.result); };
+
+  ws.flash = (message, kind, action) => {
+    h.showBanner(message, kind);
+    if (!action) return;
+    const banner = $("banner");
+    banner.insertBefore(el("button", {
+      type: "button", className: "secondary small banner-action",
+      onclick: () => { h.hideBanner(); action.run(); },
+    }, action.label), banner.lastChild);
+  };
+
+  /* ---------- a page's result ---------- */
+
+  function index(result) {
+    // An answer older than this browser's own save keeps the save (the refresh after it follows).
+    for (const line of result.lines) {
+      const mine = saved.get(String(line.id));
+      if (mine && typeof line.version === "number" && line.version < mine.version) Object.assign(line, mine);
+    }
+    ws.lineById = new Map(result.lines.map((line) => [String(line.id), line]));
+    const byPosition = new Map(result.lines.map((line) => [line.position, line]));
+    recordsByLine = new Map();
+    linesByRecord = new Map();
+    for (const record of result.records) {
+      const ids = Array.isArray(record.line_ids) ? record.line_ids.map(String)
+        : record.line_number ? [byPosition.get(record.line_number - 1)].filter(Boolean).map((l) => String(l.id)) : [];
+      const found = ids.map((id) => ws.lineById.get(id)).filter(Boolean);
+      linesByRecord.set(String(record.id), found);
+      for (const line of found) {
+        const key = String(line.id);
+        recordsByLine.set(key, (recordsByLine.get(key) || []).concat([record]));
       }
-      if (op.op === "delete") {
-        return el("del", { className: "diff-del", title: "in the ground truth, missing from the OCR" }, op.gt);
-      }
-      return el("span", { className: "diff-sub", title: "ground truth “" + op.gt + "” read as “" + op.ocr + "”" },
-        el("del", {}, op.gt), el("ins", {}, op.ocr));
-    });
+    }
   }
 
-  function diffList(result) {
-    const lines = result.lines.filter((line) => line.diff && (line.text.trim() || line.gt_text));
-    if (!lines.length) {
-      return el("p", { className: "subtle" },
-        "No line-by-line diff: the text stage gave no lines with their positions for this page.");
-    }
-    return el("ol", { className: "diff-lines" }, lines.map((line) => el("li", {
-      value: String(line.position + 1), // numbered as the OCR's lines, blank ones left out
-      className: "diff-line" + (line.gt_unsure ? " unsure" : ""),
-      title: line.gt_unsure ? "Alignment unsure: most of this line found no counterpart in the ground truth" : null,
-    },
-    line.gt_unsure ? el("span", { className: "diff-unsure-note" }, "⚠ unsure ") : null,
-    diffOps(normalizedDiff ? line.diff.normalized : line.diff.raw))));
+  /** The box around all lines that have one. */
+  function extent(list) {
+    const boxes = list.map((line) => line.bbox).filter(Boolean);
+    if (!boxes.length) return null;
+    return [0, 1, 2, 3].map((i) => (i < 2 ? Math.min : Math.max)(...boxes.map((b) => b[i])));
   }
 
-  function diffPanel(result) {
-    const list = el("div", {}, diffList(result));
-    const toggle = el("input", {
-      type: "checkbox", id: "diff-normalized", checked: normalizedDiff,
-      onchange: (event) => {
-        normalizedDiff = event.target.checked;
-        h.replaceChildren(list, diffList(result));
-      },
-    });
-    return [
-      pageCerLine(result.gt_cer),
-      el("p", { className: "small" },
-        el("label", {}, toggle, " Normalized, as the metric compares (lower-case, ASCII letters and digits only)")),
-      el("p", { className: "small subtle diff-legend" }, "OCR against ground truth: ",
-        el("ins", { className: "diff-ins" }, "underlined"), " only in the OCR, ",
-        el("del", { className: "diff-del" }, "struck through"), " only in the ground truth, ",
-        el("span", { className: "diff-sub" }, el("del", {}, "ground truth"), el("ins", {}, "OCR")),
-        " substituted."),
-      list,
-    ];
-  }
-
-  function textTabs(result) {
-    const tabs = result.stages
-      .filter((s) => s.stage !== "extract")
-      .map((s) => ({
-        key: s.stage,
-        title: STAGE_TITLES[s.stage] || s.stage,
-        text: s.text,
-        empty: s.status === "done" ? "(no text on this page)" : "No text yet — the stage is " + s.status + ".",
-        error: s.error,
-        scores: result.metrics[s.stage],
-        // Document ground truth: the page's share of it scores the stage the diff is of.
-        cer: !result.metrics[s.stage] && result.gt_cer && result.gt_cer.stage === s.stage
-          ? result.gt_cer : null,
-      }));
-    if (result.gt_cer) {
-      tabs.push({ key: "diff", title: "Diff against ground truth", panel: diffPanel(result) });
-    }
-    if (result.ground_truth !== null) {
-      tabs.push({ key: "ground_truth", title: "Ground truth", text: result.ground_truth, empty: "(empty)" });
-    } else if (result.ground_truth_aligned !== null && result.ground_truth_aligned !== undefined) {
-      tabs.push({
-        key: "ground_truth", title: "Ground truth (from the document)",
-        text: result.ground_truth_aligned, empty: "(nothing of the document's ground truth aligned to this page)",
-      });
-    }
-    if (!tabs.length) return [el("p", { className: "subtle" }, "No text stage has run on this page yet.")];
-    if (!tabs.some((t) => t.key === chosenTab)) {
-      const withText = tabs.filter((t) => t.key !== "ground_truth" && t.key !== "diff" && t.text);
-      chosenTab = (withText.length ? withText[withText.length - 1] : tabs[0]).key;
-    }
-    const tablist = el("div", { className: "tabs", role: "tablist", "aria-label": "Texts of this page" });
-    const panels = [];
-    for (const tab of tabs) {
-      const selected = tab.key === chosenTab;
-      const button = el("button", {
-        type: "button", role: "tab", id: "tab-" + tab.key, "aria-controls": "panel-" + tab.key,
-        "aria-selected": selected ? "true" : "false", tabindex: selected ? "0" : "-1",
-      }, tab.title);
-      tablist.appendChild(button);
-      panels.push(el("div", {
-        role: "tabpanel", id: "panel-" + tab.key, "aria-labelledby": "tab-" + tab.key, hidden: !selected,
-      },
-      scoresLine(tab.scores),
-      tab.cer ? pageCerLine(tab.cer) : null,
-      tab.error ? el("p", { className: "error-text small" }, tab.error) : null,
-      tab.panel ? tab.panel
-        : tab.text ? el("pre", { className: "page-text", tabindex: "0" }, tab.text)
-          : el("p", { className: "subtle" }, tab.empty)));
-    }
-    tablist.addEventListener("click", (event) => {
-      const button = event.target.closest("button[role=tab]");
-      if (button) selectTab(tablist, panels, button);
-    });
-    tablist.addEventListener("keydown", (event) => {
-      if (event.key !== "ArrowRight" && event.key !== "ArrowLeft") return;
-      const buttons = Array.from(tablist.children);
-      const at = buttons.indexOf(document.activeElement);
-      if (at < 0) return;
-      const next = buttons[(at + (event.key === "ArrowRight" ? 1 : buttons.length - 1)) % buttons.length];
-      selectTab(tablist, panels, next);
-      next.focus();
-    });
-    const hasTruth = result.ground_truth !== null || Boolean(result.gt_cer);
-    const note = hasTruth ? null : el("p", { className: "small subtle" },
-      "No ground truth for this page, so no CER here (a document-level transcription is scored on the run page).");
-    return [tablist, ...panels, note];
-  }
-
-  function selectTab(tablist, panels, button) {
-    for (const other of tablist.children) {
-      const on = other === button;
-      other.setAttribute("aria-selected", on ? "true" : "false");
-      other.tabIndex = on ? 0 : -1;
-    }
-    for (const panel of panels) panel.hidden = panel.id !== button.getAttribute("aria-controls");
-    chosenTab = button.id.slice("tab-".length);
-  }
-
-  /* ---------- stages and records ---------- */
-
-  function stagesTable(result) {
-    if (!result.stages.length) return el("p", { className: "subtle" }, "No stage has been scheduled for this page yet.");
-    return el("table", {},
-      el("thead", {}, el("tr", {},
-        el("th", {}, "Stage"), el("th", {}, "Engine"), el("th", {}, "Status"),
-        el("th", { className: "num" }, "Attempts"), el("th", { className: "num" }, "Time"),
-        el("th", { className: "num" }, "Tokens in / out"))),
-      el("tbody", {}, result.stages.map((s) => el("tr", {},
-        el("td", {}, STAGE_TITLES[s.stage] || s.stage),
-        el("td", {}, s.engine, s.model ? el("div", { className: "small subtle" }, s.model) : null),
-        el("td", {}, h.badge(s.status), s.error ? el("div", { className: "small error-text" }, s.error) : null),
-        el("td", { className: "num" }, String(s.attempts)),
-        el("td", { className: "num" }, typeof s.latency_s === "number" ? s.latency_s.toFixed(1) + " s" : "—"),
-        el("td", { className: "num" }, s.tokens_in === null && s.tokens_out === null
-          ? "—" : (s.tokens_in ?? "—") + " / " + (s.tokens_out ?? "—"))))));
-  }
-
-  function recordsTable(result) {
-    const extract = result.stages.find((s) => s.stage === "extract");
-    if (!result.records.length) {
-      const why = !extract ? "This run does not extract records."
-        : extract.status === "done" ? "No records were found on this page."
-        : "No records yet — extraction is " + extract.status + ".";
-      return el("p", { className: "subtle" }, why);
-    }
-    const names = fields.length ? fields : Object.keys(result.records[0].fields);
-    return el("table", { className: "records-table" },
-      el("thead", {}, el("tr", {},
-        el("th", { className: "num" }, "#"), el("th", { className: "num" }, "Line"),
-        names.map((name) => el("th", {}, name)), el("th", {}, "Source line"))),
-      el("tbody", {}, result.records.map((r) => el("tr", {},
-        el("td", { className: "num" }, String(r.position + 1)),
-        el("td", { className: "num" }, r.line_number === null ? "—" : String(r.line_number)),
-        names.map((name) => el("td", {}, r.fields[name] === null || r.fields[name] === undefined ? "" : String(r.fields[name]))),
-        el("td", { className: "source" }, r.source_line)))));
-  }
-
-  /* ---------- a page ---------- */
-
-  function showCrop(result) {
-    // The crop box OCR found, in page-image pixels: drawn over the scan in percent of its size.
-    const box = document.getElementById("crop-box");
-    const caption = document.getElementById("crop-caption");
-    const page = pages[current];
-    const layout = (result.stages.find((s) => s.page_layout && s.page_layout.crop) || {}).page_layout;
-    const width = Number(page.width);
-    const height = Number(page.height);
-    box.hidden = caption.hidden = !(layout && width && height);
-    if (box.hidden) return;
-    const [x0, y0, x1, y1] = layout.crop;
-    box.style.left = (100 * x0) / width + "%";
-    box.style.top = (100 * y0) / height + "%";
-    box.style.width = (100 * (x1 - x0)) / width + "%";
-    box.style.height = (100 * (y1 - y0)) / height + "%";
-    caption.textContent =
-      "Dashed: the text block OCR read (outside it: book edges, the facing page)" +
-      (layout.angle ? " · straightened by " + layout.angle + "°" : "");
+  function layoutOf(result) {
+    const stage = result.stages.find((s) => s.page_layout && s.page_layout.crop);
+    return stage ? stage.page_layout : null;
   }
 
   function render(result) {
-    showCrop(result);
-    h.replaceChildren(document.getElementById("page-text"), textTabs(result));
-    h.replaceChildren(document.getElementById("page-stages"), stagesTable(result));
-    h.replaceChildren(document.getElementById("page-records"), recordsTable(result));
-  }
-
-  async function load(mine) {
-    clearTimeout(timer);
-    const page = pages[current];
-    let result;
-    try {
-      result = await api("/runs/" + runId + "/pages/" + page.id);
-    } catch (failure) {
-      if (mine !== generation) return;
-      h.showBanner("Could not load page " + page.number + ": " + failure.message);
-      timer = setTimeout(() => load(mine), 5000);
-      return;
+    ws.result = result;
+    index(result);
+    const extract = result.stages.find((s) => s.stage === "extract");
+    ws.extractStatus = extract ? extract.status : null;
+    const layout = layoutOf(result);
+    viewer.setBoxes(result.lines, layout);
+    if (fittedFor !== ws.pageId && result.lines.length) {
+      // First sight of the page: its text fills the view's width (the whole page is a key away).
+      fittedFor = ws.pageId;
+      if (pendingLine === null) viewer.fitRegion(layout ? layout.crop : extent(result.lines));
     }
-    if (mine !== generation) return;
-    h.hideBanner();
-    render(result);
-    // Keep following a page whose stages are still at work.
-    if (result.stages.some((s) => ACTIVE.includes(s.status)) || !result.stages.length) {
-      if (root.dataset.runStatus !== "done" && root.dataset.runStatus !== "failed") {
-        timer = setTimeout(() => load(mine), 3000);
+    viewer.mark("selected", ws.selectedId && ws.lineById.has(ws.selectedId) ? [ws.selectedId] : []);
+    lines.render(result.lines);
+    records.render(result);
+    $("lines-empty").textContent = pageUnsettled(result)
+      ? "No text yet: the page is still being read." : "No lines: the run produced no text for this page.";
+    $("records-count").textContent = ws.extracts ? "(" + result.records.length + ")" : "";
+    $("tab-diff").hidden = !result.gt_cer;
+    $("diff-options").hidden = !result.lines.some((line) => line.diff);
+    W.renderScores($("page-scores"), result);
+    W.renderDiffTab($("panel-diff"), result, ws, () => render(ws.result));
+    W.renderTexts($("panel-texts"), result, STAGE_TITLES);
+    h.replaceChildren($("page-stages"), W.stagesTable(result, STAGE_TITLES));
+    renderFacts(result, layout);
+    renderVerify(result);
+    if (pendingLine !== null) {
+      const line = result.lines.find((l) => l.position + 1 === pendingLine);
+      if (line) {
+        pendingLine = null;
+        ws.select(line.id, { reveal: true, focus: true });
       }
     }
   }
 
-  function show(index) {
-    current = Math.max(0, Math.min(pages.length - 1, index));
+  function renderFacts(result, layout) {
     const page = pages[current];
-    for (const p of pages) {
-      if (p === page) p.link.setAttribute("aria-current", "page");
-      else p.link.removeAttribute("aria-current");
+    const facts = [];
+    if (page.width) facts.push(page.width + " × " + page.height + " px");
+    facts.push(result.lines.length + " line" + (result.lines.length === 1 ? "" : "s"));
+    if (typeof result.estimated_cer === "number") {
+      facts.push(el("span", {
+        title: "A guess of this page's character error rate made without ground truth, from the " +
+          "engine's confidence and how plausible the words look; the run page lists pages by it",
+      }, "estimated error " + h.estimatePct(result.estimated_cer)));
     }
-    document.getElementById("prev-page").disabled = current === 0;
-    document.getElementById("next-page").disabled = current === pages.length - 1;
-    const image = document.getElementById("page-image");
-    image.src = h.API + "/pages/" + page.id + "/preview";
-    image.alt = "Scan of page " + page.number + " of " + document.querySelector("h1.filename").textContent;
-    image.width = Number(page.width);
-    image.height = Number(page.height);
-    document.getElementById("page-image-link").href = h.API + "/pages/" + page.id + "/image";
-    const hasImage = Number(page.width) > 0;
-    image.hidden = !hasImage;
-    document.getElementById("crop-box").hidden = true;
-    document.getElementById("crop-caption").hidden = true;
-    document.getElementById("page-caption").textContent = hasImage
-      ? "Page " + page.number + " of " + pages.length + " · " + page.width + " × " + page.height +
-        " px · click to open full size"
-      : "Page " + page.number + " of " + pages.length + " · imported text, no image";
-    document.getElementById("page-number").textContent = String(page.number);
-    for (const id of ["page-text", "page-stages", "page-records"]) {
-      h.replaceChildren(document.getElementById(id), el("p", { className: "subtle" }, "Loading…"));
+    h.replaceChildren($("page-facts"), facts.flatMap((f, i) => (i ? [" · ", f] : [f])));
+    const caption = [];
+    if (layout) {
+      caption.push("Dashed orange: the part of the scan the OCR read; shaded: left out (book edges, the facing page).");
+      if (layout.angle) caption.push("The OCR straightened the page by " + layout.angle + "°.");
     }
-    generation += 1;
-    load(generation);
+    if (result.lines.length && !result.lines.some((l) => l.bbox)) {
+      caption.push("This text has no line positions (an mLLM or imported text), so no boxes are drawn.");
+    } else if (result.lines.length) {
+      caption.push("Outlined: the lines; click one to go to its text.");
+    }
+    $("viewer-caption").textContent = caption.join(" ");
   }
 
-  function indexFromHash() {
-    const match = /^#page-(\d+)$/.exec(window.location.hash);
-    const at = match ? pages.findIndex((p) => p.number === Number(match[1])) : -1;
-    return at < 0 ? 0 : at;
+  function renderVerify(result) {
+    const box = $("verify-box");
+    if (result.verified === undefined) {
+      h.replaceChildren(box);
+      return;
+    }
+    const path = "/runs/" + ws.runId + "/pages/" + ws.pageId + "/verify";
+    const act = async (method) => {
+      try {
+        await api(path, { method });
+      } catch (error) {
+        ws.flash(error.status === 403 ? "Read-only access: you may not mark pages verified."
+          : "Could not change the page's verified mark: " + error.message);
+      }
+      ws.refresh();
+    };
+    h.replaceChildren(box, result.verified
+      ? [el("span", { className: "verified", title: "Checked by a person: the page has left the review queue" },
+        "✓ Verified by " + result.verified.author + ", " + h.formatDate(result.verified.at)),
+      el("button", { type: "button", className: "secondary small", id: "unverify-page", onclick: () => act("DELETE") }, "Un-verify")]
+      : el("button", {
+        type: "button", className: "small", id: "verify-page", onclick: () => act("POST"),
+        title: "Say that a person has checked this page: it leaves the run's review queue",
+      }, "Mark page verified"));
   }
 
-  function go(index) {
-    const page = pages[Math.max(0, Math.min(pages.length - 1, index))];
-    window.location.hash = "page-" + page.number; // hashchange shows it
+  function pageUnsettled(result) {
+    return !result || !result.stages.length || result.stages.some((s) => ACTIVE.includes(s.status));
   }
 
-  document.getElementById("prev-page").addEventListener("click", () => go(current - 1));
-  document.getElementById("next-page").addEventListener("click", () => go(current + 1));
-  window.addEventListener("hashchange", () => show(indexFromHash()));
-  show(indexFromHash());
+  async function load(page) {
+    if (!page) return;
+    const mine = ++requested;
+    let result;
+    try {
+      result = await api("/runs/" + ws.runId + "/pages/" + page.id);
+    } catch (failure) {
+      if (mine === requested) h.showBanner("Could not load page " + page.number + ": " + failure.message);
+      return;
+    }
+    if (mine < shown || page !== pages[current]) return;
+    shown = mine;
+    render(result);
+  }
+
+  /* ---------- pages ---------- */
+
+  function show(at, lineNumber) {
+    at = Math.max(0, Math.min(pages.length - 1, at));
+    pendingLine = lineNumber || null;
+    if (at === current && ws.result) {
+      if (pendingLine !== null) render(ws.result);
+      return;
+    }
+    lines.finish();
+    current = at;
+    const page = pages[at];
+    ws.pageId = page.id;
+    ws.result = null;
+    ws.selectedId = null;
+    lines.reset();
+    $("prev-page").disabled = at === 0;
+    $("next-page").disabled = at === pages.length - 1;
+    $("page-input").value = String(page.number);
+    // A text-only page has no image: none is asked for, and the lines take the whole width.
+    const hasImage = Boolean(page.preview_url || page.image_url);
+    $("ws-grid").classList.toggle("text-only", !hasImage);
+    $("viewer").hidden = !hasImage;
+    $("full-image").hidden = !page.image_url;
+    if (page.image_url) $("full-image").href = page.image_url;
+    if (hasImage) {
+      viewer.setPage(Object.assign({}, page, {
+        alt: "Scan of page " + page.number + " of " + document.querySelector("h1.filename").textContent,
+      }));
+    }
+    $("lines-empty").textContent = "Loading…";
+    $("lines-empty").hidden = false;
+    load(page);
+  }
+
+  function fromHash() {
+    const hash = window.location.hash.replace(/^#/, "");
+    const legacy = /^page-(\d+)$/.exec(hash); // the links of older pages and the run page
+    const params = new URLSearchParams(legacy ? "page=" + legacy[1] : hash);
+    const number = Number(params.get("page")) || 1;
+    const at = pages.findIndex((p) => p.number === number);
+    return { at: at < 0 ? 0 : at, line: Number(params.get("line")) || null };
+  }
+
+  function go(at) {
+    const page = pages[Math.max(0, Math.min(pages.length - 1, at))];
+    if (page) window.location.hash = "page=" + page.number; // hashchange shows it
+  }
+
+  function setPages(list) {
+    const had = pages.length;
+    pages = list;
+    $("doc-pages").textContent = list.length + " page" + (list.length === 1 ? "" : "s");
+    $("page-count").textContent = String(list.length);
+    $("page-input").max = String(Math.max(1, list.length));
+    $("no-pages").hidden = list.length > 0;
+    $("workspace").hidden = list.length === 0;
+    if (current >= 0) $("next-page").disabled = current === list.length - 1;
+    if (!had && list.length) {
+      const target = fromHash();
+      show(target.at, target.line);
+    }
+  }
+
+  /* ---------- the run and the document, until both have settled ---------- */
+
+  const watcher = h.poll(async () => {
+    const run = await api("/runs/" + ws.runId);
+    if (run.status !== runStatus) {
+      runStatus = run.status;
+      h.replaceChildren($("run-status"), h.badge(run.status));
+    }
+    ws.extracts = run.config.stages.some((s) => s.stage === "extract");
+    if (h.BUSY_DOCUMENT.includes(docStatus)) {
+      const doc = await api("/documents/" + data.document.id);
+      docStatus = doc.status;
+      h.replaceChildren($("document-status"), h.badge(doc.status));
+      if (doc.error) $("no-pages-text").appendChild(el("span", { className: "error-text" }, " " + doc.error));
+      if (doc.pages.length !== pages.length) setPages(doc.pages);
+    }
+    const settled = h.FINISHED_RUN.includes(runStatus) && !h.BUSY_DOCUMENT.includes(docStatus);
+    if (current >= 0 && (settled || pageUnsettled(ws.result))) await load(pages[current]);
+    return !settled;
+  }, 3000);
+
+  /* ---------- controls ---------- */
+
+  function selectTab(key) {
+    for (const tab of document.querySelectorAll("#page-text [role=tab]")) {
+      const on = tab.id === "tab-" + key;
+      tab.setAttribute("aria-selected", on ? "true" : "false");
+      tab.tabIndex = on ? 0 : -1;
+      $(tab.getAttribute("aria-controls")).hidden = !on;
+    }
+  }
+
+  const tablist = document.querySelector("#page-text [role=tablist]");
+  tablist.addEventListener("click", (event) => {
+    const tab = event.target.closest("[role=tab]");
+    if (tab) selectTab(tab.id.slice(4));
+  });
+  tablist.addEventListener("keydown", (event) => {
+    if (event.key !== "ArrowRight" && event.key !== "ArrowLeft") return;
+    const tabs = Array.from(tablist.querySelectorAll("[role=tab]")).filter((t) => !t.hidden);
+    const at = tabs.indexOf(document.activeElement);
+    if (at < 0) return;
+    const next = tabs[(at + (event.key === "ArrowRight" ? 1 : tabs.length - 1)) % tabs.length];
+    selectTab(next.id.slice(4));
+    next.focus();
+  });
+
+  $("zoom-in").addEventListener("click", () => viewer.zoomIn());
+  $("zoom-out").addEventListener("click", () => viewer.zoomOut());
+  $("zoom-fit").addEventListener("click", () => viewer.fit());
+  $("zoom-width").addEventListener("click", () => viewer.fitWidth());
+  $("show-boxes").addEventListener("change", (event) => {
+    $("overlay").classList.toggle("boxes-off", !event.target.checked);
+  });
+  $("show-diff").addEventListener("change", (event) => {
+    ws.showDiff = event.target.checked;
+    ws.refreshView();
+  });
+  $("lines-normalized").addEventListener("change", (event) => {
+    ws.normalized = event.target.checked;
+    ws.refreshView();
+  });
+  const palette = $("palette");
+  palette.addEventListener("mousedown", (event) => event.preventDefault()); // the caret stays put
+  palette.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-char]");
+    if (button) lines.insert(button.dataset.char);
+  });
+  $("prev-page").addEventListener("click", () => go(current - 1));
+  $("next-page").addEventListener("click", () => go(current + 1));
+  $("page-input").addEventListener("change", (event) => {
+    const at = pages.findIndex((p) => p.number === Number(event.target.value));
+    if (at >= 0) go(at);
+    else event.target.value = String(pages[current].number);
+  });
+  window.addEventListener("hashchange", () => {
+    const target = fromHash();
+    show(target.at, target.line);
+  });
+  document.addEventListener("keydown", (event) => {
+    // Zoom from anywhere but a text field (the scan itself handles its own keys).
+    const target = event.target;
+    if (event.altKey || event.ctrlKey || event.metaKey || target.closest("input, textarea, select, #viewport")) return;
+    if (event.key === "+" || event.key === "=") viewer.zoomIn();
+    else if (event.key === "-") viewer.zoomOut();
+    else return;
+    event.preventDefault();
+  });
+
+  api("/me").then((me) => {
+    ws.canEdit = !me.read_only;
+    $("palette").hidden = !ws.canEdit;
+  }).catch(() => {});
+
+  if (pages.length) {
+    const target = fromHash();
+    show(target.at, target.line);
+  }
+  if (!h.FINISHED_RUN.includes(runStatus) || h.BUSY_DOCUMENT.includes(docStatus)) watcher.start();
 })();

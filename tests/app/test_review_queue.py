@@ -169,7 +169,7 @@ def test_the_review_queue_puts_the_bad_page_first(
         first = rows[0].find_element(By.TAG_NAME, "a")
         assert first.text == "smudged.png, page 1"
         assert first.get_attribute("href") == (
-            f"{base}/runs/{run['id']}/documents/{documents[1]['id']}#page-1"
+            f"{base}/runs/{run['id']}/documents/{documents[1]['id']}#page=1"
         )
         assert f"{queue[0]['estimated_cer'] * 100:.1f} %" in rows[0].text
 

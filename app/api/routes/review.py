@@ -6,6 +6,7 @@ from pydantic import BaseModel, Field
 from app.api.deps import RunDep, SessionDep
 from app.api.responses import DocumentedRoute
 from app.pipeline.quality import run_estimates
+from app.pipeline.versions import verified_pages
 
 router = APIRouter(tags=["review"], route_class=DocumentedRoute)
 
@@ -27,16 +28,17 @@ class ReviewItem(BaseModel):
 @router.get("/runs/{run_id}/review-queue", response_model=list[ReviewItem])
 def review_queue(run: RunDep, session: SessionDep) -> list[ReviewItem]:
     """The run's pages ordered by estimated error, highest first (ties in document and page
-    order). Verified pages are listed last with `verified: true` once pages can be verified."""
+    order); pages a reviewer has verified come last, with `verified: true`."""
     estimates = run_estimates(session, run)
-    ordered = sorted(estimates, key=lambda e: -e.estimated_cer)
+    verified = verified_pages(session, run.id)
+    ordered = sorted(estimates, key=lambda e: (e.page_id in verified, -e.estimated_cer))
     return [
         ReviewItem(
             page_id=e.page_id,
             document_id=e.document_id,
             page_number=e.page_number,
             estimated_cer=e.estimated_cer,
-            verified=False,
+            verified=e.page_id in verified,
         )
         for e in ordered
     ]
