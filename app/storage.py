@@ -59,6 +59,15 @@ class LocalStorage:
         """Whether a blob is stored under `key`."""
         return self._path_for(key).is_file()
 
+    def remove(self, key: str) -> bool:
+        """Remove a blob (once no row names it: app/services/housekeeping.py); whether it was
+        there."""
+        try:
+            self._path_for(key).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
 
 def move_into_store(storage: LocalStorage, source: Path, sha256: str, suffix: str) -> StoredFile:
     """Move an already hashed temp file into the store (or drop it if the blob is there)."""

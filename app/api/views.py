@@ -212,6 +212,7 @@ def _run_public(
     return RunPublic(
         id=run.id,
         project_id=run.project_id,
+        number=run.number,
         name=run.name,
         status=run.status,
         config=run.config,

@@ -222,6 +222,8 @@ class Run(Base):
         ForeignKey("projects.id", ondelete="CASCADE"), index=True
     )
     name: Mapped[str] = mapped_column(String(200), default="")
+    #: 1, 2, … per project in creation order ("Run 3" of the project; app.services.runs).
+    number: Mapped[int | None] = mapped_column(Integer, default=None)
     config: Mapped[RunConfig] = mapped_column(RunConfigJSON)
     status: Mapped[str] = mapped_column(String(20), default=RunStatus.PENDING)
     #: The latest evaluation's scores (what run lists show); every evaluation, this one and the
@@ -305,6 +307,9 @@ class Record(Base):
     line_number: Mapped[int | None] = mapped_column(Integer, default=None)
     source_line: Mapped[str] = mapped_column(Text, default="")
     fields: Mapped[dict[str, Any]] = mapped_column(JSON)
+    provenance: Mapped[dict[str, str] | None] = mapped_column(JSON, default=None)  # field → source
+    #: `engine` for what extraction produced, `edit` for a record a reviewer added.
+    source: Mapped[str] = mapped_column(String(20), default="engine", server_default="engine")
 
 
 class Line(Base):

@@ -12,6 +12,7 @@ from app.pipeline.engines import batch_size, run_parameters
 from models.prompts import Prompt, latest_version, load_prompt
 from models.registry import engine_specs
 from models.spec import STAGES, EngineSpec
+from models.stages.schema import RecordField, record_fields
 
 StageName = Literal["ocr", "correct", "extract"]
 TextStageName = Literal["ocr", "correct"]
@@ -55,6 +56,9 @@ class StageConfig(BaseModel):
     source: TextStageName | None = None
     #: The record fields extraction asks for.
     fields: tuple[str, ...] = ()
+    #: The same fields with their meaning (description, example, required): what an mLLM is
+    #: shown. Empty in runs recorded before projects defined them.
+    field_definitions: tuple[RecordField, ...] = ()
     #: What extraction reads: the source text, the page image, or both.
     inputs: ExtractInputs | None = None
     queue: str = "cpu"
@@ -68,8 +72,18 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     version: int = CONFIG_VERSION
+    #: The record fields' names, in column order (what the CSV and the scores use).
     schema_fields: tuple[str, ...] = ()
+    #: The project's schema version the run used (None: recorded before schemas had versions).
+    schema_version: int | None = None
+    #: That schema in full: each field's name, description, example and whether it is required.
+    schema_definitions: tuple[RecordField, ...] = ()
     stages: tuple[StageConfig, ...]
+
+    @property
+    def record_schema(self) -> tuple[RecordField, ...]:
+        """The run's fields with their meaning (from the names alone for older runs)."""
+        return self.schema_definitions or record_fields(self.schema_fields)
 
     def stage(self, name: str) -> StageConfig:
         """The stage called `name` (KeyError when the run does not have it)."""
@@ -104,9 +118,9 @@ class RunConfig(BaseModel):
 
 
 def default_stages(
-    *, ocr: str = "tesseract", correct: str | None = None, extract: str | None = "rules"
+    *, ocr: str = "tesseract", correct: str | None = None, extract: str | None = "crf"
 ) -> list[StageRequest]:
-    """The default pipeline: Tesseract OCR, then the rules parser (optionally a correction)."""
+    """The default pipeline: Tesseract OCR, then the CRF extractor (optionally a correction)."""
     stages = [StageRequest(stage="ocr", engine=ocr)]
     if correct:
         stages.append(StageRequest(stage="correct", engine=correct))
@@ -116,9 +130,18 @@ def default_stages(
 
 
 def build_run_config(
-    *, stages: Sequence[StageRequest], schema_fields: Sequence[str], settings: Settings
+    *,
+    stages: Sequence[StageRequest],
+    schema_fields: Sequence[str | RecordField],
+    settings: Settings,
+    schema_version: int | None = None,
 ) -> RunConfig:
-    """Check the requested stages and record them with every default filled in."""
+    """Check the requested stages and record them with every default filled in, and the record
+    schema the run extracts: its names, and where the fields come with their meaning (a
+    project's schema, `RecordField`s) those definitions and the project's schema version."""
+    definitions = record_fields(schema_fields)
+    # Names alone record names alone (the meaning of each is then derived where it is needed).
+    recorded = definitions if any(isinstance(f, RecordField) for f in schema_fields) else ()
     if not stages:
         raise InvalidRequest("a run needs at least one stage")
     if stages[0].stage != "ocr":
@@ -132,13 +155,19 @@ def build_run_config(
             raise InvalidRequest(f"stage {requested.stage!r} appears twice")
         if names and STAGES.index(requested.stage) < STAGES.index(names[-1]):
             raise InvalidRequest(f"stages must run in the order {' → '.join(STAGES)}")
-        built.append(_stage_config(requested, schema_fields, settings, names))
-    return RunConfig(schema_fields=tuple(schema_fields), stages=tuple(built))
+        built.append(_stage_config(requested, definitions, recorded, settings, names))
+    return RunConfig(
+        schema_fields=tuple(field.name for field in definitions),
+        schema_version=schema_version,
+        schema_definitions=recorded,
+        stages=tuple(built),
+    )
 
 
 def _stage_config(
     requested: StageRequest,
-    schema_fields: Sequence[str],
+    definitions: tuple[RecordField, ...],
+    recorded: tuple[RecordField, ...],
     settings: Settings,
     previous: Sequence[str],
 ) -> StageConfig:
@@ -158,7 +187,8 @@ def _stage_config(
         prompt=prompt.text if prompt else None,
         message_format=spec.message_format,
         source=cast(TextStageName | None, _source(requested.stage, requested.source, previous)),
-        fields=tuple(schema_fields) if requested.stage == "extract" else (),
+        fields=tuple(f.name for f in definitions) if requested.stage == "extract" else (),
+        field_definitions=recorded if requested.stage == "extract" else (),
         inputs=cast(ExtractInputs | None, _inputs(requested.stage, spec, requested.inputs)),
         queue=spec.queue,
         batch_size=batch_size(spec, settings),

@@ -11,7 +11,7 @@ from app.schemas.text import Name
 
 
 class RunCreate(BaseModel):
-    """A run request; leave `stages` out for Tesseract OCR then rules extraction."""
+    """A run request; leave `stages` out for Tesseract OCR then CRF extraction."""
 
     name: Name = ""
     # Strict: JSON `true` or "3" is not a document id (a lax int would take them for 1 and 3).
@@ -42,6 +42,8 @@ class RunPublic(BaseModel):
 
     id: int
     project_id: int
+    #: 1, 2, … per project ("Run 3" of the project); None for a run made outside the API.
+    number: int | None = None
     name: str
     status: str
     config: RunConfig
@@ -134,16 +136,44 @@ class LinePublic(BaseModel):
         description="more than half of the line's aligned characters are insertions or "
         "deletions: the alignment found no counterpart, so gt_text is a guess",
     )
+    version: int = Field(default=1, description="1 is the engine's text; each edit adds one")
+    edited: bool = Field(default=False, description="whether a reviewer changed the text")
+    engine_text: str = Field(default="", description="the text as the engine wrote it")
+    record_ids: list[int] = Field(
+        default_factory=list, description="the records extracted from this line"
+    )
+    unparsed: bool = Field(
+        default=False,
+        description="a body line of a run that extracts records, with no record from it",
+    )
 
 
 class RecordPublic(BaseModel):
-    """An extracted record with its provenance."""
+    """An extracted record with its provenance, as its latest version has it."""
 
     id: int
     position: int
-    line_number: int | None
+    line_number: int | None = Field(description="the line of the extraction's source text, from 1")
+    line_ids: list[int] = Field(
+        default_factory=list, description="the page's line(s) the record came from"
+    )
     source_line: str
     fields: dict[str, Any]
+    version: int = Field(default=1, description="1 is the engine's record; each change adds one")
+    source: str = Field(default="engine", description="engine, or edit for a reviewer's record")
+    deleted: bool = False
+    provenance: dict[str, str] = Field(
+        default_factory=dict,
+        description="what produced each filled field: a model (crf, openai, ...), a rule "
+        "(rule:house-heading, rule:ditto, ...), or edit for a reviewer's value",
+    )
+
+
+class Verification(BaseModel):
+    """Who marked a page verified, and when."""
+
+    author: str
+    at: datetime
 
 
 class PageResult(BaseModel):
@@ -169,3 +199,8 @@ class PageResult(BaseModel):
         description="estimated CER of the page's latest text without ground truth (0–1; "
         "app/pipeline/quality.py), as in the run's review queue",
     )
+    verified: Verification | None = Field(
+        default=None, description="set once a reviewer has marked the page verified"
+    )
+    page_width: int = Field(description="the page image's width in pixels (the boxes' frame)")
+    page_height: int = Field(description="the page image's height in pixels")

@@ -12,6 +12,9 @@ from app.pipeline.dispatch import Dispatch
 from app.pipeline.preflight import check_engines
 from app.pipeline.run_config import StageRequest, build_run_config
 from app.pipeline.scheduler import advance, lock_documents, materialize
+from app.services.housekeeping import next_run_number
+from app.services.recognizer_runs import resolve_recognizer
+from app.services.schemas import current_schema
 
 
 def select_documents(
@@ -41,11 +44,21 @@ def create_run(
     name: str = "",
 ) -> tuple[Run, list[Dispatch]]:
     """Record a run with its full configuration and queue what can start now."""
-    config = build_run_config(stages=stages, schema_fields=project.schema_fields, settings=settings)
+    schema = current_schema(session, project)  # recorded in full, with its version
+    config = build_run_config(
+        stages=stages, schema_fields=schema.fields, schema_version=schema.version, settings=settings
+    )
+    config = resolve_recognizer(session, project.id, config)  # the exact model it reads with
     documents = select_documents(session=session, project=project, document_ids=document_ids)
     check_engines(config, settings)
     lock_documents(session, [document.id for document in documents])  # see lock_documents
-    run = Run(project_id=project.id, name=name.strip(), config=config, documents=documents)
+    run = Run(
+        project_id=project.id,
+        number=next_run_number(session, project.id),
+        name=name.strip(),
+        config=config,
+        documents=documents,
+    )
     session.add(run)
     session.flush()
     materialize(session, run)

@@ -1,4 +1,5 @@
-/* Project page: upload scans, attach ground truth, follow documents and runs, start a run. */
+/* Project page: the record schema, uploads, ground truth, the documents and runs as they
+   progress, and renaming and deleting them. The run form is in runform.js. */
 "use strict";
 
 (function () {
@@ -30,6 +31,7 @@
       doc.error ? el("div", { className: "small error-text" }, doc.error) : null,
     );
     row.querySelector(".doc-pages").textContent = pagesText(doc);
+    row.querySelector(".doc-link").textContent = doc.filename;
     h.replaceChildren(
       row.querySelector(".doc-gt"),
       flag(doc.has_ground_truth_text, "text"),
@@ -56,31 +58,30 @@
     return el("details", { className: "gt" }, el("summary", {}, "Attach ground truth"), form);
   }
 
+  function rowActions(kind) {
+    return el("td", { className: "row-actions" },
+      el("button", { type: "button", className: "secondary small", dataset: { action: "rename-" + kind } }, "Rename"),
+      el("button", { type: "button", className: "danger small", dataset: { action: "delete-" + kind } }, "Delete"));
+  }
+
   function documentRow(doc) {
     const row = el(
       "tr",
       { dataset: { documentId: String(doc.id) } },
       el("td", { className: "num" }, String(doc.id)),
       el("td", { className: "filename" },
-        el("a", { href: h.API + "/documents/" + doc.id + "/file", title: "Download the original file" }, doc.filename)),
+        el("a", { className: "doc-link", href: "/documents/" + doc.id, title: "Open the document" }, doc.filename),
+        el("div", { className: "small" },
+          el("a", { href: h.API + "/documents/" + doc.id + "/file", download: "" }, "download the original"))),
       el("td", { className: "doc-status" }),
       el("td", { className: "num doc-pages" }),
       el("td", { className: "num" }, h.formatBytes(doc.size_bytes)),
       el("td", { className: "doc-gt" }),
       el("td", {}, groundTruthForm(doc.id)),
+      rowActions("document"),
     );
     fillStatusCells(row, doc);
     return row;
-  }
-
-  function addRunChoice(doc) {
-    const choices = document.getElementById("run-document-choices");
-    if (choices.querySelector('input[value="' + doc.id + '"]')) return;
-    choices.appendChild(
-      el("label", { className: "check", for: "run-doc-" + doc.id },
-        el("input", { type: "checkbox", id: "run-doc-" + doc.id, name: "document", value: String(doc.id), checked: true }),
-        " " + doc.filename),
-    );
   }
 
   /** Update a document's row in place (keeping any half-filled form), or add it. */
@@ -92,7 +93,7 @@
       const empty = documentsBody.querySelector(".empty-row");
       if (empty) empty.remove();
       documentsBody.appendChild(documentRow(doc));
-      addRunChoice(doc);
+      document.dispatchEvent(new CustomEvent("histocr:document-added", { detail: doc }));
     }
   }
 
@@ -116,13 +117,17 @@
     return (config.stages || []).map((s) => s.stage + ": " + s.engine).join(" → ");
   }
 
+  function runLabel(run) {
+    return "Run " + (run.number ?? run.id) + (run.name ? " · " + run.name : "");
+  }
+
   function runRow(run) {
     const summary = run.summary || {};
     const records = summary.records && summary.records.records;
     return el(
       "tr",
-      { dataset: { runId: String(run.id), status: run.status } },
-      el("td", {}, el("a", { href: "/runs/" + run.id }, "#" + run.id + (run.name ? " " + run.name : ""))),
+      { dataset: { runId: String(run.id), status: run.status, number: String(run.number ?? run.id), name: run.name } },
+      el("td", {}, el("a", { href: "/runs/" + run.id }, runLabel(run))),
       el("td", {}, h.badge(run.status)),
       el("td", {}, h.progressBar(run.progress.fraction, h.progressLabel(run.progress), run.status)),
       el("td", { className: "small" }, pipelineText(run.config)),
@@ -131,6 +136,7 @@
         records ? el("div", { className: "small subtle" }, "F1 " + h.pct(records.f1)) : null),
       el("td", { className: "small" },
         el("time", { datetime: run.created_at, title: run.created_at }, h.formatDate(run.created_at))),
+      rowActions("run"),
     );
   }
 
@@ -141,12 +147,13 @@
   async function refreshRuns() {
     const runs = await api("/projects/" + projectId + "/runs");
     if (runs.length) h.replaceChildren(runsBody, runs.map(runRow));
+    else h.replaceChildren(runsBody, el("tr", { className: "empty-row" }, el("td", { colspan: "8", className: "empty" }, "No runs yet.")));
     return runs.some((run) => runActive(run.status)) || Date.now() < keepRunsFreshUntil;
   }
 
   const runsPoll = h.poll(refreshRuns, 2000);
 
-  /** Follow the runs for a while even if none is active (a re-score after new ground truth). */
+  /** Follow the runs for a while even if none is active (a run just started by an upload). */
   function followRuns(ms) {
     keepRunsFreshUntil = Math.max(keepRunsFreshUntil, Date.now() + ms);
     runsPoll.start(0);
@@ -202,9 +209,11 @@
     }
   }
 
-  /** Upload files one by one (so one bad file does not stop the others), then start one run. */
+  /** Upload files one by one (so one bad file does not stop the others), then start one run.
+   *  The list shows this batch only: the messages of an earlier batch are cleared. */
   async function uploadFiles(files) {
     if (!files.length) return;
+    h.replaceChildren(uploadList);
     const withRun = startRun.checked;
     const items = files.map(uploadItem);
     const stored = [];
@@ -221,7 +230,7 @@
         });
         uploadList.appendChild(el("li", {},
           el("div", {}, "Pipeline started:"),
-          el("div", {}, el("a", { href: "/runs/" + run.id }, "run #" + run.id + " — follow its progress"))));
+          el("div", {}, el("a", { href: "/runs/" + run.id }, runLabel(run) + " — follow its progress"))));
         followRuns(0);
       } catch (failure) {
         h.showBanner("The files were stored, but the run could not start: " + failure.message);
@@ -270,138 +279,203 @@
     const page = form.elements.page.value.trim();
     if (page) data.append("page", page);
     const button = form.querySelector("button");
+    await sendGroundTruth(form, data, page, button, message, false);
+  });
+
+  /** Attach ground truth; text that plainly does not belong to the document (the server
+   *  answers 409 with `mismatches`) is attached only after the user says so. */
+  async function sendGroundTruth(form, data, page, button, message, confirm) {
     button.disabled = true;
     message.textContent = "uploading…";
+    const path = "/documents/" + form.dataset.documentId + "/ground-truth" + (confirm ? "?confirm=true" : "");
     try {
-      const truth = await h.upload("/documents/" + form.dataset.documentId + "/ground-truth", data);
+      const truth = await h.upload(path, data);
       message.className = "gt-message ok-text";
       message.textContent = "Attached " + truth.filename + " (" + truth.kind + ", " +
         truth.characters + " characters" + (page ? ", page " + page : "") + ").";
       form.elements.file.value = "";
       await refreshDocuments();
-      followRuns(10000);
     } catch (failure) {
       message.className = "gt-message error-text";
-      message.textContent = failure.message;
+      if (failure.status === 409 && failure.body && failure.body.mismatches) {
+        const anyway = el("button", { type: "button", className: "secondary small gt-confirm" }, "Attach anyway");
+        anyway.addEventListener("click", () => sendGroundTruth(form, data, page, button, message, true));
+        h.replaceChildren(message, failure.message + " ", anyway);
+      } else {
+        message.textContent = failure.message;
+      }
     } finally {
       button.disabled = false;
     }
-  });
-
-  /* ---------- start a run ---------- */
-
-  const runForm = document.getElementById("start-run-form");
-  const runError = document.getElementById("start-run-error");
-  const allDocuments = document.getElementById("run-all-documents");
-  const choices = document.getElementById("run-document-choices");
-
-  allDocuments.addEventListener("change", () => {
-    choices.hidden = allDocuments.checked;
-  });
-
-  function fillEngines(select, engines, stage, allowNone, noneLabel) {
-    const current = select.value;
-    const options = engines
-      .filter((engine) => engine.stages.includes(stage))
-      .map((engine) => el("option", { value: engine.name, title: engine.description }, engine.name));
-    if (allowNone) options.push(el("option", { value: "" }, noneLabel || "none (text only)"));
-    h.replaceChildren(select, options);
-    if (Array.from(select.options).some((o) => o.value === current)) select.value = current;
-    const hint = document.getElementById(select.id + "-hint");
-    const describe = () => {
-      const chosen = engines.find((engine) => engine.name === select.value);
-      hint.textContent = chosen ? chosen.description : "";
-    };
-    select.addEventListener("change", describe);
-    describe();
   }
 
-  let engines = [];
+  /* ---------- renaming and deleting ---------- */
 
-  // The endpoints a run may choose, by name (GET /engines lists names and default models,
-  // never URLs or keys); the model field shows the chosen endpoint's default model.
-  function fillEndpoints(select, engines) {
-    const parameter = engines
-      .flatMap((engine) => engine.parameters)
-      .find((p) => p.name === "endpoint" && p.choices);
-    if (!parameter) return;
-    const defaults = parameter.choice_defaults || {};
-    h.replaceChildren(
-      select,
-      parameter.choices.map((name) => el("option", { value: name }, name)),
-    );
-    select.value = parameter.default;
-    const modelField = runForm.elements.model;
-    const showModel = () => {
-      const model = (defaults[select.value] || {}).model;
-      modelField.placeholder = model ? model + " (the endpoint's default)" : "no default: name a model";
-    };
-    select.addEventListener("change", showModel);
-    showModel();
-  }
-
-  async function loadEngines() {
+  async function act(work, failureMessage) {
     try {
-      engines = await api("/engines");
-      fillEngines(document.getElementById("ocr-engine"), engines, "ocr", false);
-      fillEngines(document.getElementById("correct-engine"), engines, "correct", true, "none");
-      document.getElementById("correct-engine").value = "";
-      fillEngines(document.getElementById("extract-engine"), engines, "extract", true);
-      fillEndpoints(document.getElementById("llm-endpoint"), engines);
+      await work();
+      return true;
     } catch (failure) {
-      runError.textContent = "Could not load the engines: " + failure.message;
+      h.showBanner(failureMessage + ": " + failure.message);
+      return false;
     }
   }
 
-  runForm.addEventListener("submit", async (event) => {
+  async function onDocumentAction(row, action) {
+    const id = row.dataset.documentId;
+    const name = row.querySelector(".doc-link").textContent.trim();
+    if (action === "rename-document") {
+      const filename = await h.askName({ title: "Rename the document", label: "Name", value: name, maxlength: 200 });
+      if (!filename || filename === name) return;
+      await act(async () => {
+        const doc = await api("/documents/" + id, { method: "PATCH", json: { filename } });
+        showDocument(doc);
+        document.dispatchEvent(new CustomEvent("histocr:document-renamed", { detail: doc }));
+      }, "Could not rename the document");
+    } else if (action === "delete-document") {
+      const sure = await h.confirmAction({
+        title: "Delete “" + name + "”?",
+        message: "The document goes with its pages, its ground truth and every run's text and records of it.",
+        details: [
+          "Runs over it keep their other documents; scores already given stay as they were.",
+          "The stored file goes too, unless another document holds the same file.",
+        ],
+        confirmLabel: "Delete the document",
+      });
+      if (!sure) return;
+      if (await act(() => api("/documents/" + id, { method: "DELETE" }), "Could not delete the document")) {
+        row.remove();
+        document.dispatchEvent(new CustomEvent("histocr:document-deleted", { detail: { id: Number(id) } }));
+        refreshRuns();
+      }
+    }
+  }
+
+  async function onRunAction(row, action) {
+    const id = row.dataset.runId;
+    const label = "Run " + row.dataset.number;
+    if (action === "rename-run") {
+      const name = await h.askName({ title: "Rename " + label, label: "Name", value: row.dataset.name || "" });
+      if (name === null) return;
+      await act(() => api("/runs/" + id, { method: "PATCH", json: { name } }), "Could not rename the run");
+      refreshRuns();
+    } else if (action === "delete-run") {
+      const running = runActive(row.dataset.status);
+      const sure = await h.confirmAction({
+        title: "Delete " + label + "?",
+        message: "The run goes with everything it produced: text, records, corrections and scores.",
+        details: running ? ["It is still working: it is stopped first."] : [],
+        confirmLabel: "Delete the run",
+      });
+      if (!sure) return;
+      if (await act(() => api("/runs/" + id, { method: "DELETE" }), "Could not delete the run")) {
+        row.remove();
+        refreshRuns();
+      }
+    }
+  }
+
+  root.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button) return;
+    const row = button.closest("tr");
+    if (row.dataset.documentId) onDocumentAction(row, button.dataset.action);
+    else if (row.dataset.runId) onRunAction(row, button.dataset.action);
+  });
+
+  document.getElementById("rename-project").addEventListener("click", async () => {
+    const title = document.getElementById("project-name");
+    const name = await h.askName({ title: "Rename the project", label: "Name", value: title.textContent.trim() });
+    if (!name || name === title.textContent.trim()) return;
+    await act(async () => {
+      const project = await api("/projects/" + projectId, { method: "PATCH", json: { name } });
+      title.textContent = project.name;
+      root.dataset.projectName = project.name;
+      document.title = project.name + " · histocr";
+    }, "Could not rename the project");
+  });
+
+  const deleteProject = document.getElementById("delete-project");
+  if (deleteProject) {
+    deleteProject.addEventListener("click", async () => {
+      const sure = await h.confirmAction({
+        title: "Delete the project “" + root.dataset.projectName + "”?",
+        message: "Everything in it goes: its documents and their files, their ground truth, every run (running ones are stopped first) and its record fields.",
+        details: ["Files that another project also holds stay there."],
+        confirmLabel: "Delete the project",
+      });
+      if (!sure) return;
+      if (await act(() => api("/projects/" + projectId, { method: "DELETE" }), "Could not delete the project")) {
+        window.location.assign("/");
+      }
+    });
+  }
+
+  /* ---------- record schema ---------- */
+
+  const schemaForm = document.getElementById("schema-form");
+  const schemaError = document.getElementById("schema-error");
+  const schemaMessage = document.getElementById("schema-message");
+  const editButton = document.getElementById("edit-schema");
+  let schemaFields = h.readJSON("schema-fields") || [];
+  let editor = null;
+
+  function showSchema(schema) {
+    schemaFields = schema.fields;
+    document.getElementById("schema-version").textContent = "version " + schema.version;
+    h.replaceChildren(document.querySelector("#schema-table tbody"), schema.fields.map((field) =>
+      el("tr", {},
+        el("td", {}, el("strong", {}, field.name)),
+        el("td", { className: "small" }, field.description || "—"),
+        el("td", { className: "small" }, field.example || "—"),
+        el("td", { className: "small" }, field.required ? "yes" : "no"))));
+  }
+
+  function closeEditor() {
+    schemaForm.hidden = true;
+    editButton.hidden = false;
+    document.getElementById("schema-view").hidden = false;
+  }
+
+  editButton.addEventListener("click", () => {
+    schemaMessage.textContent = "";
+    schemaError.textContent = "";
+    const defaults = h.readJSON("default-fields");
+    if (!editor) editor = h.schemaEditor(document.getElementById("schema-editor"), schemaFields, { defaults });
+    else editor.reset(schemaFields);
+    schemaForm.hidden = false;
+    editButton.hidden = true;
+    document.getElementById("schema-view").hidden = true;
+  });
+  document.getElementById("cancel-schema").addEventListener("click", closeEditor);
+
+  schemaForm.addEventListener("submit", async (event) => {
     event.preventDefault();
-    runError.textContent = "";
-    const body = { name: runForm.elements.name.value.trim() };
-    const chosen = {
-      model: runForm.elements.model.value.trim(),
-      endpoint: runForm.elements.endpoint.value,
-    };
-    // The model and the endpoint go to every stage whose engine takes them (GET /engines lists
-    // the parameters).
-    const takes = (engine, parameter) =>
-      engines.some((e) => e.name === engine && e.parameters.some((p) => p.name === parameter));
-    const stage = (name, engine) => {
-      const parameters = {};
-      for (const [parameter, value] of Object.entries(chosen)) {
-        if (value && takes(engine, parameter)) parameters[parameter] = value;
-      }
-      return Object.keys(parameters).length ? { stage: name, engine, parameters } : { stage: name, engine };
-    };
-    const stages = [stage("ocr", runForm.elements.ocr.value)];
-    if (runForm.elements.correct.value) stages.push(stage("correct", runForm.elements.correct.value));
-    if (runForm.elements.extract.value) {
-      const extract = stage("extract", runForm.elements.extract.value);
-      if (runForm.elements.extract_source.value) extract.source = runForm.elements.extract_source.value;
-      if (runForm.elements.extract_inputs.value !== "text") extract.inputs = runForm.elements.extract_inputs.value;
-      stages.push(extract);
+    schemaError.textContent = "";
+    const problem = editor.problem();
+    if (problem) {
+      schemaError.textContent = problem;
+      return;
     }
-    body.stages = stages;
-    if (!allDocuments.checked) {
-      body.document_ids = Array.from(choices.querySelectorAll("input:checked")).map((i) => Number(i.value));
-      if (!body.document_ids.length) {
-        runError.textContent = "Choose at least one document.";
-        return;
-      }
-    }
-    const button = runForm.querySelector("button[type=submit]");
+    const button = schemaForm.querySelector("button[type=submit]");
     button.disabled = true;
     try {
-      const run = await api("/projects/" + projectId + "/runs", { method: "POST", json: body });
-      window.location.assign("/runs/" + run.id);
+      const before = document.getElementById("schema-version").textContent;
+      const schema = await api("/projects/" + projectId + "/schema", { method: "PUT", json: { fields: editor.value() } });
+      showSchema(schema);
+      closeEditor();
+      schemaMessage.textContent = before === "version " + schema.version
+        ? "Nothing changed."
+        : "Saved as version " + schema.version + ". Runs started from now on use these fields.";
     } catch (failure) {
-      runError.textContent = failure.message;
+      schemaError.textContent = failure.message;
+    } finally {
       button.disabled = false;
     }
   });
 
   /* ---------- start ---------- */
 
-  loadEngines();
   if (documentsBusy()) documentsPoll.start(0);
   if (Array.from(runsBody.querySelectorAll("tr[data-status]")).some((row) => runActive(row.dataset.status))) {
     runsPoll.start(0);

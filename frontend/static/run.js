@@ -77,9 +77,16 @@
     }
   }
 
+  let lastProblems = Number(root.dataset.problems);
+
   async function refreshRun() {
     const run = await api("/runs/" + runId);
     showRun(run);
+    const problems = run.progress.failed + run.progress.skipped;
+    if (problems !== lastProblems) {
+      lastProblems = problems;
+      await loadFailedPages();
+    }
     const finished = h.FINISHED_RUN.includes(run.status);
     if (run.progress.documents_waiting || finished) await refreshDocuments();
     // Scores change as pages finish; reload them then, but not more than every 5 s.
@@ -132,7 +139,7 @@
     return el("details", { className: "page-scores" },
       el("summary", {}, pages.length === 1 ? "1 page with its own ground truth" : pages.length + " pages with their own ground truth"),
       el("table", {}, scoreHead("Page"), el("tbody", {}, pages.map((p) => el("tr", {},
-        el("td", {}, el("a", { href: "/runs/" + runId + "/documents/" + p.document_id + "#page-" + p.number },
+        el("td", {}, el("a", { href: "/runs/" + runId + "/documents/" + p.document_id + "#page=" + p.number },
           (names.get(p.document_id) || "document " + p.document_id) + ", page " + p.number)),
         ...scoreCells(p))))));
   }
@@ -176,6 +183,53 @@
           el("tbody", {}, fields.map(([name, rates]) =>
             el("tr", {}, el("td", {}, name), el("td", { className: "num" }, h.pct(rates.exact)),
               el("td", { className: "num" }, h.pct(rates.fuzzy))))))) : null);
+  }
+
+  /** The engine's output beside the reviewed text and records (latest versions): what
+   *  review has changed, in the same measures. */
+  function reviewComparison(metrics) {
+    const engine = metrics.engine, latest = metrics.latest;
+    if (!engine || !latest) return null;
+    const review = latest.review || {};
+    const stage = metrics.final_stage;
+    const rows = [];
+    const before = engine.text && engine.text[stage] ? engine.text[stage].run : null;
+    const after = latest.text && latest.text[stage] ? latest.text[stage].run : null;
+    const measures = [["cer", "CER"], ["cer_normalized", "CER normalized"], ["wer", "WER"], ["wer_normalized", "WER normalized"]];
+    if (before && after) {
+      for (const [key, title] of measures) rows.push(comparisonRow(title, before[key], after[key], true));
+    }
+    const recordsBefore = engine.records ? engine.records.run : null;
+    const recordsAfter = latest.records ? latest.records.run : null;
+    if (recordsBefore && recordsAfter) {
+      rows.push(comparisonRow("Records F1", recordsBefore.records.f1, recordsAfter.records.f1, false));
+      const all = (r) => (r.fields && r.fields.all) || {};
+      rows.push(comparisonRow("Fields exact", all(recordsBefore).exact, all(recordsAfter).exact, false));
+      rows.push(comparisonRow("Fields fuzzy", all(recordsBefore).fuzzy, all(recordsAfter).fuzzy, false));
+    }
+    const counts = (review.lines_edited || 0) + " line(s) corrected · " + (review.records_changed || 0) +
+      " record(s) changed or added · " + (review.pages_verified || 0) + " page(s) verified";
+    return el("section", { id: "review-comparison" },
+      el("h3", {}, "Engine output and reviewed text"),
+      el("p", { className: "small subtle" }, counts + ". The reviewed column scores the latest version of " +
+        "every line and record against the current ground truth; exports give the reviewed version " +
+        "unless you ask for the engine's."),
+      rows.length ? el("div", { className: "table-wrap" }, el("table", {},
+        el("thead", {}, el("tr", {}, el("th", {}, "Measure"), el("th", { className: "num" }, "Engine"),
+          el("th", { className: "num" }, "Reviewed"), el("th", { className: "num" }, "Change"))),
+        el("tbody", {}, rows))) : el("p", { className: "subtle small" }, "No ground truth to compare them on."));
+  }
+
+  /** One measure before and after review; for error rates lower is better. */
+  function comparisonRow(title, before, after, lowerIsBetter) {
+    const known = typeof before === "number" && typeof after === "number";
+    const delta = known ? after - before : null;
+    const better = known && delta !== 0 && (lowerIsBetter ? delta < 0 : delta > 0);
+    const change = !known ? "—" : delta === 0 ? "no change" :
+      (delta > 0 ? "+" : "−") + (Math.abs(delta) * 100).toFixed(2) + " pp";
+    return el("tr", {}, el("td", {}, title), el("td", { className: "num" }, h.pct(before)),
+      el("td", { className: "num" }, h.pct(after)),
+      el("td", { className: "num " + (delta === 0 || !known ? "" : better ? "better" : "worse") }, change));
   }
 
   function showDocumentCer(finalMetrics) {
@@ -287,14 +341,91 @@
       for (const stage of stages) parts.push(textTable(stage, metrics.text[stage], stage === metrics.final_stage));
     }
     if (metrics.records) parts.push(recordsTables(metrics.records));
+    if (anyText || metrics.records) parts.push(reviewComparison(metrics));
     h.replaceChildren(target, parts);
     showEvaluation(metrics);
     showDocumentCer(metrics.text ? metrics.text[metrics.final_stage] : null);
   }
 
+  /* ---------- pages that failed ---------- */
+
+  const STATUS_WORDS = { failed: "failed", skipped: "not run" };
+
+  /** Which pages did not get through which stage, and why; and that a page without text
+   *  counts as 100 % CER in the scores. */
+  async function loadFailedPages() {
+    const card = document.getElementById("failed-pages");
+    let failed;
+    try {
+      failed = await api("/runs/" + runId + "/failed-pages");
+    } catch (failure) {
+      card.hidden = false;
+      h.replaceChildren(document.getElementById("failed-summary"),
+        el("span", { className: "error-text" }, "Could not load the failed pages: " + failure.message));
+      return;
+    }
+    card.hidden = !failed.length;
+    if (!failed.length) return;
+    const pages = new Set(failed.map((f) => f.page_id));
+    const textless = new Set(failed.filter((f) => f.no_text).map((f) => f.page_id));
+    const final = { ocr: "OCR", correct: "corrected" }[root.dataset.finalStage] || root.dataset.finalStage;
+    h.replaceChildren(document.getElementById("failed-summary"),
+      pages.size === 1 ? "1 page" : pages.size + " pages", " did not get through every stage. ",
+      textless.size
+        ? el("strong", {}, (textless.size === 1 ? "1 page has" : textless.size + " pages have") +
+          " no " + final + " text: in the scores each counts as empty text, so every character of its ground truth counts as an error (100 % CER on that page), which raises the document's and the run's CER. ")
+        : null,
+      "A stage marked “not run” was skipped because the stage before it failed.");
+    const counted = new Set();  // "counts as 100 %" once per page, on its first row
+    const rows = failed.map((f) => el("tr", { dataset: { pageId: String(f.page_id) } },
+      el("td", { className: "filename" },
+        el("a", { href: "/runs/" + runId + "/documents/" + f.document_id + "#page=" + f.page_number },
+          f.filename + ", page " + f.page_number)),
+      el("td", {}, (STAGE_TITLES[f.stage] || f.stage) + " " + (STATUS_WORDS[f.status] || f.status)),
+      el("td", { className: "small" }, f.error || "—"),
+      el("td", { className: "small" }, f.no_text && !counted.has(f.page_id) && counted.add(f.page_id)
+        ? "no text: counts as 100 % CER" : "")));
+    h.replaceChildren(document.getElementById("failed-table"), el("table", { id: "failed-table-rows" },
+      el("thead", {}, el("tr", {}, el("th", {}, "Page"), el("th", {}, "Stage"),
+        el("th", {}, "Why"), el("th", {}, "In the scores"))),
+      el("tbody", {}, rows)));
+  }
+
+  /* ---------- renaming and deleting ---------- */
+
+  document.getElementById("rename-run").addEventListener("click", async () => {
+    const name = await h.askName({ title: "Rename " + root.dataset.label, label: "Name", value: root.dataset.name || "" });
+    if (name === null) return;
+    try {
+      const run = await api("/runs/" + runId, { method: "PATCH", json: { name } });
+      root.dataset.name = run.name;
+      document.getElementById("run-name").textContent = run.name ? " — " + run.name : "";
+    } catch (failure) {
+      h.showBanner("Could not rename the run: " + failure.message);
+    }
+  });
+
+  document.getElementById("delete-run").addEventListener("click", async () => {
+    const running = !h.FINISHED_RUN.includes(root.dataset.status);
+    const sure = await h.confirmAction({
+      title: "Delete " + root.dataset.label + "?",
+      message: "The run goes with everything it produced: text, records, corrections and scores.",
+      details: running ? ["It is still working: it is stopped first."] : [],
+      confirmLabel: "Delete the run",
+    });
+    if (!sure) return;
+    try {
+      await api("/runs/" + runId, { method: "DELETE" });
+      window.location.assign("/projects/" + projectId);
+    } catch (failure) {
+      h.showBanner("Could not delete the run: " + failure.message);
+    }
+  });
+
   /* ---------- start ---------- */
 
   loadMetrics();
+  loadFailedPages();
   if (!h.FINISHED_RUN.includes(root.dataset.status)) h.poll(refreshRun, 2000).start(0);
 })();
 
@@ -333,11 +464,11 @@
     const names = filenames();
     const rows = open.slice(0, SHOWN).map((item, index) => {
       const name = names.get(item.document_id) || "document " + item.document_id;
-      const href = "/runs/" + runId + "/documents/" + item.document_id + "#page-" + item.page_number;
+      const href = "/runs/" + runId + "/documents/" + item.document_id + "#page=" + item.page_number;
       return el("tr", { dataset: { pageId: String(item.page_id) } },
         el("td", { className: "num" }, String(index + 1)),
         el("td", { className: "filename" }, el("a", { href }, name + ", page " + item.page_number)),
-        el("td", { className: "num" }, (item.estimated_cer * 100).toFixed(1) + " %"));
+        el("td", { className: "num" }, h.estimatePct(item.estimated_cer)));
     });
     const parts = [el("table", { id: "review-table" },
       el("thead", {}, el("tr", {}, el("th", { className: "num" }, "#"), el("th", {}, "Page"),

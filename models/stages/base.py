@@ -1,11 +1,12 @@
 """Values shared by the stages."""
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from models.base import EngineResult
+from models.stages.schema import RecordField
 
 
 class StageSpec(Protocol):
@@ -26,6 +27,11 @@ class StageSpec(Protocol):
 
     @property
     def fields(self) -> Sequence[str]: ...
+
+    #: The fields with their meaning (description, example, required), in the same order;
+    #: empty for runs recorded before schemas had them.
+    @property
+    def field_definitions(self) -> Sequence[RecordField]: ...
 
     #: What extraction reads: "text" (the source stage's), "image" (the page), or "both".
     @property
@@ -49,6 +55,8 @@ class RecordOutput:
     fields: dict[str, str | None]
     line_number: int | None
     source_line: str
+    #: What produced each filled field, where the engine says (``"crf"``, ``"rule:ditto"``).
+    provenance: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -3,29 +3,17 @@
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from rapidfuzz import fuzz
 
-from models.base import LINE_KEY, EngineRequest, EngineResult
+from models.base import LINE_KEY, PROVENANCE_KEY, EngineRequest, EngineResult
 from models.prompts import load_prompt
 from models.stages.base import PageInput, RecordOutput, StageOutput, StageOutputInvalid, StageSpec
+from models.stages.schema import field_list, records_json_schema
 
-
-def records_json_schema(fields: Sequence[str]) -> dict[str, Any]:
-    """The JSON schema extraction output must match: {"records": [{field: str|null, ...}]}."""
-    record = {
-        "type": "object",
-        "properties": {name: {"type": ["string", "null"]} for name in fields},
-        "required": list(fields),
-        "additionalProperties": False,
-    }
-    return {
-        "type": "object",
-        "properties": {"records": {"type": "array", "items": record}},
-        "required": ["records"],
-        "additionalProperties": False,
-    }
+__all__ = ["build_requests", "parse_records", "parse_result", "records_json_schema"]
 
 
 def build_requests(spec: StageSpec, pages: Sequence[PageInput]) -> list[EngineRequest]:
@@ -55,13 +43,21 @@ def build_requests(spec: StageSpec, pages: Sequence[PageInput]) -> list[EngineRe
                 )
             )
         elif spec.stage == "extract":
-            text = prompt.format(fields=", ".join(spec.fields)) if prompt else None
+            # The run's field definitions where it recorded them; names alone for older runs.
+            fields = spec.field_definitions or spec.fields
+            # Prompt v1 names the fields in a line ({fields}); later ones list each with its
+            # meaning ({field_list}). str.format ignores the key a version does not use.
+            text = (
+                prompt.format(fields=", ".join(spec.fields), field_list=field_list(fields))
+                if prompt
+                else None
+            )
             requests.append(
                 EngineRequest(
                     prompt=text,
                     image_path=page.image_path if spec.inputs in ("image", "both") else None,
                     text=(page.text or "") if spec.inputs in ("text", "both") else None,
-                    json_schema=records_json_schema(spec.fields),
+                    json_schema=records_json_schema(fields),
                     parameters={**spec.parameters, "fields": list(spec.fields)},
                 )
             )
@@ -94,7 +90,24 @@ def parse_records(answer: str, fields: Sequence[str], source_text: str) -> list[
     if not isinstance(items, list):
         raise StageOutputInvalid('the extraction output has no "records" list')
     lines = source_text.splitlines()
-    return [_record(index, item, fields, lines) for index, item in enumerate(items)]
+    records = [_record(index, item, fields, lines) for index, item in enumerate(items)]
+    sources = data.get(PROVENANCE_KEY) if isinstance(data, dict) else None
+    if isinstance(sources, list) and len(sources) == len(records):
+        records = [_with_provenance(r, s) for r, s in zip(records, sources, strict=True)]
+    return records
+
+
+def _with_provenance(record: RecordOutput, sources: Any) -> RecordOutput:
+    """The record with what produced each of its filled fields, as far as the engine says it
+    well-formed (an explanation beside the answer: a malformed one is dropped, not an error)."""
+    if not isinstance(sources, dict):
+        return record
+    kept = {
+        name: source
+        for name, source in sources.items()
+        if isinstance(source, str) and source and record.fields.get(name)
+    }
+    return replace(record, provenance=kept)
 
 
 def _record(index: int, item: Any, fields: Sequence[str], lines: list[str]) -> RecordOutput:
