@@ -28,7 +28,7 @@ def wait_for_run(
 
 
 def full_flow(client: TestClient, worker) -> None:
-    """Upload type-1 with its ground truth, run Tesseract + rules, check metrics and CSV."""
+    """Upload type-1 with its ground truth, run Tesseract + CRF, check metrics and CSV."""
     project = client.post("/api/v1/projects", json={"name": "Aachen 1838"}).json()
     pdf = benchmark_file("pdfs", "type-1.pdf")
     upload = client.post(
@@ -49,7 +49,7 @@ def full_flow(client: TestClient, worker) -> None:
 
     run = client.post(f"/api/v1/projects/{project['id']}/runs", json={"name": "baseline"})
     assert run.status_code == 201, run.text
-    assert [s["engine"] for s in run.json()["config"]["stages"]] == ["tesseract", "rules"]
+    assert [s["engine"] for s in run.json()["config"]["stages"]] == ["tesseract", "crf"]
     finished = wait_for_run(client, run.json()["id"], workers=(worker,))
     assert finished["status"] == "done", finished
     assert finished["progress"]["done"] == finished["progress"]["total"] == 6
@@ -75,7 +75,14 @@ def full_flow(client: TestClient, worker) -> None:
         "document",
         "page",
         "line",
+        "last_line",
+        "x0",
+        "y0",
+        "x1",
+        "y1",
         "run",
+        "version",
+        "verified",
     ]
     assert {row["document"] for row in rows} == {"type-1.pdf"}
     assert {row["page"] for row in rows} == {"1", "2", "3"}

@@ -26,6 +26,11 @@ from rapidfuzz.distance import JaroWinkler
 FUZZY_THRESHOLD = 0.90
 MATCH_THRESHOLD = 0.6
 IGNORED_COLUMNS = ("id",)
+#: The delimiters a records CSV may use, the first winning a tie.
+DELIMITERS = (",", ";", "\t")
+#: Characters a spreadsheet runs as a formula: exports put a `'` before them
+#: (app/pipeline/exports/csvx.py), which reading takes off again.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 Record = Mapping[str, str | None]
 
@@ -262,10 +267,12 @@ def read_records_csv(
 
     Returns (fields, records). Without ``fields`` every column but ``id`` is a field; with
     them, a CSV lacking any of them is a ValueError and other columns are left out. Rows
-    whose fields are all empty are not records and are skipped. UTF-8, with or without BOM.
+    whose fields are all empty are not records and are skipped. UTF-8, with or without BOM;
+    comma, semicolon (what German Excel saves) or tab separated, told apart by the header.
+    A leading ``'`` that histocr's CSV export put before a formula character is taken off.
     """
     text = _csv_text(source)
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=sniff_delimiter(text))
     try:
         return _read_records(reader, fields)
     except csv.Error as error:  # e.g. a field over csv.field_size_limit(): a quote left open
@@ -285,7 +292,7 @@ def _csv_problem(error: csv.Error) -> str:
 def _read_records(
     reader: csv.DictReader[str], fields: Sequence[str] | None
 ) -> tuple[list[str], list[dict[str, str | None]]]:
-    header = [name.strip() for name in reader.fieldnames or []]
+    header = [_plain(name.strip()) or "" for name in reader.fieldnames or []]
     if not header:
         raise ValueError("the CSV is empty: it has no header row")
     wanted = (
@@ -301,11 +308,32 @@ def _read_records(
         )
     reader.fieldnames = header
     records = [
-        {name: row.get(name) for name in wanted}
+        {name: _plain(row.get(name)) for name in wanted}
         for row in reader
         if any((value or "").strip() for key, value in row.items() if key in wanted)
     ]
     return wanted, records
+
+
+def sniff_delimiter(text: str) -> str:
+    """The delimiter that cuts the header row into the most columns (a comma on a tie)."""
+    try:
+        first = next(csv.reader(io.StringIO(text, newline=""), delimiter="\x00"), [""])
+        header = first[0] if first else ""
+        counts = {
+            delimiter: len(next(csv.reader([header], delimiter=delimiter), []))
+            for delimiter in DELIMITERS
+        }
+    except csv.Error:  # unreadable: the reader with the default says where
+        return DELIMITERS[0]
+    return max(DELIMITERS, key=lambda delimiter: counts[delimiter])
+
+
+def _plain(value: str | None) -> str | None:
+    """A cell without the `'` the CSV export puts before a formula character (`'=` → `=`)."""
+    if value is not None and len(value) > 1 and value[0] == "'" and value[1] in FORMULA_START:
+        return value[1:]
+    return value
 
 
 def _csv_text(source: str | Path) -> str:

@@ -1,5 +1,8 @@
 """Projects and their ground truth (versioned: an upload adds a version, never replaces one)."""
 
+from collections.abc import Sequence
+from dataclasses import asdict
+
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -12,10 +15,17 @@ from app.db.tables import (
     Page,
     Project,
 )
-from app.errors import Conflict, InvalidRequest
+from app.errors import Conflict, InvalidRequest, InvalidUpload
 from app.identity import LOCAL
 from app.metrics.records import read_records_csv
 from app.pipeline.evaluation import current_ground_truth
+from app.services.truth_match import (
+    GroundTruthMismatch,
+    Mismatch,
+    match_files,
+    mismatch_message,
+    text_mismatch,
+)
 
 
 def create_project(
@@ -51,30 +61,30 @@ def attach_ground_truth(
     filename: str = "",
     page_number: int | None = None,
     author: str = LOCAL,
+    confirm: bool = False,
 ) -> tuple[GroundTruth, bool]:
     """Add the next version of a document's or page's transcription, or of a document's records
     CSV; and whether it is new (content identical to the current version adds nothing).
 
     Earlier versions stay: runs evaluated against them keep those scores until someone asks to
-    score them again (`app.services.evaluations.record_evaluation`).
+    score them again (`app.services.evaluations.record_evaluation`). A transcription that
+    plainly is not the document's text is refused unless `confirm` (app/services/truth_match.py).
     """
     page_id = _ground_truth_page(session, document, kind, page_number)
-    if kind == GroundTruthKind.RECORDS:
-        try:
-            read_records_csv(content, list(document.project.schema_fields))
-        except ValueError as exc:
-            raise InvalidRequest(f"{filename or 'CSV'}: {exc}") from exc
-    _lock_document(session, document.id)
-    current = session.scalar(
-        select(GroundTruth)
-        .where(
-            GroundTruth.document_id == document.id,
-            GroundTruth.kind == kind,
-            GroundTruth.page_id.is_(None) if page_id is None else GroundTruth.page_id == page_id,
-        )
-        .order_by(GroundTruth.version.desc())
-        .limit(1)
+    current = _current_version(session, document.id, kind, page_id)
+    if current is not None and current.content == content:
+        return current, False  # nothing new: no check (a confirmed upload sent again stays 200)
+    check_ground_truth(
+        session=session,
+        document=document,
+        content=content,
+        kind=kind,
+        filename=filename,
+        page_id=page_id,
+        confirm=confirm,
     )
+    _lock_document(session, document.id)
+    current = _current_version(session, document.id, kind, page_id)  # as of the lock
     if current is not None and current.content == content:
         return current, False
     truth = GroundTruth(
@@ -89,6 +99,107 @@ def attach_ground_truth(
     session.add(truth)
     session.flush()
     return truth, True
+
+
+def _current_version(
+    session: Session, document_id: int, kind: GroundTruthKind, page_id: int | None
+) -> GroundTruth | None:
+    return session.scalar(
+        select(GroundTruth)
+        .where(
+            GroundTruth.document_id == document_id,
+            GroundTruth.kind == kind,
+            GroundTruth.page_id.is_(None) if page_id is None else GroundTruth.page_id == page_id,
+        )
+        .order_by(GroundTruth.version.desc())
+        .limit(1)
+    )
+
+
+def check_ground_truth(
+    *,
+    session: Session,
+    document: Document,
+    content: str,
+    kind: GroundTruthKind,
+    filename: str = "",
+    page_id: int | None = None,
+    confirm: bool = False,
+) -> None:
+    """Refuse ground truth that cannot be attached as it is (for the page `page_id`, or the
+    whole document): a records CSV must have the project's fields; a transcription must read
+    like the latest finished run's text of its document or page, unless `confirm`
+    (GroundTruthMismatch, 409)."""
+    if kind == GroundTruthKind.RECORDS:
+        try:
+            read_records_csv(content, list(document.project.schema_fields))
+        except ValueError as exc:
+            raise InvalidRequest(f"{filename or 'CSV'}: {exc}") from exc
+    elif not confirm:
+        mismatch = text_mismatch(session, document, content, page_id)
+        if mismatch is not None:
+            name = filename or "the transcription"
+            raise GroundTruthMismatch(
+                mismatch_message(name, document, mismatch),
+                [{"file": name, "document_id": document.id, **asdict(mismatch)}],
+            )
+
+
+def attach_ground_truth_files(
+    *,
+    session: Session,
+    project: Project,
+    files: Sequence[tuple[str, str]],
+    author: str = LOCAL,
+    confirm: bool = False,
+) -> list[tuple[GroundTruth, bool]]:
+    """Attach (file name, content) pairs to the project's documents named like them: `.csv`
+    files as records, others as transcriptions. All or nothing: every file is matched and
+    checked before any is attached, and the 409 for texts that do not fit names them all."""
+    names = [name for name, _ in files]
+    documents = match_files(list(project.documents), names)
+    kinds = [_kind_of(name) for name in names]
+    pieces = [(d.id, k) for d, k in zip(documents, kinds, strict=True)]
+    doubled = sorted({n for n, p in zip(names, pieces, strict=True) if pieces.count(p) > 1})
+    if doubled:
+        raise InvalidUpload(
+            f"{', '.join(doubled)}: more than one file for the same document; give one each"
+        )
+    mismatches: list[tuple[str, Document, Mismatch]] = []
+    for (name, content), document, kind in zip(files, documents, kinds, strict=True):
+        current = _current_version(session, document.id, kind, None)
+        if current is not None and current.content == content:
+            continue  # attached already: nothing to check
+        if kind == GroundTruthKind.RECORDS:
+            check_ground_truth(
+                session=session, document=document, content=content, kind=kind, filename=name
+            )
+        elif not confirm and (found := text_mismatch(session, document, content)) is not None:
+            mismatches.append((name, document, found))
+    if mismatches:
+        raise GroundTruthMismatch(
+            "; ".join(mismatch_message(name, doc, found) for name, doc, found in mismatches),
+            [
+                {"file": name, "document_id": doc.id, **asdict(found)}
+                for name, doc, found in mismatches
+            ],
+        )
+    return [
+        attach_ground_truth(
+            session=session,
+            document=document,
+            content=content,
+            kind=kind,
+            filename=name,
+            author=author,
+            confirm=True,  # checked above
+        )
+        for (name, content), document, kind in zip(files, documents, kinds, strict=True)
+    ]
+
+
+def _kind_of(name: str) -> GroundTruthKind:
+    return GroundTruthKind.RECORDS if name.lower().endswith(".csv") else GroundTruthKind.TEXT
 
 
 def _ground_truth_page(

@@ -250,6 +250,7 @@ def test_page_ground_truth_wins_over_the_documents(client, sqlite_settings):
         f"{API}/documents/{document_id}/ground-truth",
         files={"file": ("p1.txt", own.encode(), "text/plain")},
         data={"page": "1"},
+        params={"confirm": "true"},  # not the page's text, on purpose
     )
     assert uploaded.status_code == 201, uploaded.text
     body = client.get(f"{API}/runs/{run_id}/pages/{page_ids[0]}").json()

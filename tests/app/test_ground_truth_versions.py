@@ -109,10 +109,13 @@ def finished_run(client: httpx.Client, settings: Settings) -> FinishedRun:
 
 
 def upload(client: httpx.Client, document_id: int, filename: str, content: str, **form: Any):
+    # These tests replace ground truth with other texts on purpose: confirmed (the check that
+    # asks first is tests/app/test_exports_ground_truth.py's).
     return client.post(
         f"{API}/documents/{document_id}/ground-truth",
         files={"file": (filename, content.encode(), "text/plain")},
         data={k: str(v) for k, v in form.items()},
+        params={"confirm": "true"},
     )
 
 

@@ -43,8 +43,17 @@ from app.schemas.documents import (
 from app.schemas.text import display_filename
 from app.services.documents import SpooledUpload, discard, spool_upload, store_uploads
 from app.services.imports import attach_imported_text, read_uploaded_pages
-from app.services.projects import attach_ground_truth, ground_truth_versions
+from app.services.projects import (
+    attach_ground_truth,
+    attach_ground_truth_files,
+    ground_truth_versions,
+)
 from app.services.runs import create_run
+
+ConfirmQuery = Annotated[
+    bool,
+    Query(description="attach ground truth even where its text does not look like the document's"),
+]
 
 # Upload bodies are read under the upload limits as they stream in (and documented as a
 # DocumentedRoute's are): see app/api/limits.py.
@@ -196,12 +205,16 @@ def upload_ground_truth(
         int | None,
         Form(ge=1, le=MAX_ID, description="page number, for a page's transcription"),
     ] = None,
+    confirm: ConfirmQuery = False,
 ) -> GroundTruthPublic:
     """Add a version of a transcription (document or page) or of a records CSV.
 
     Earlier versions are kept, and runs keep the scores they were evaluated with (they show
     that newer ground truth exists; `POST /runs/{id}/evaluate` scores them again). A file
-    identical to the current version adds nothing: 200 with the current version.
+    identical to the current version adds nothing: 200 with the current version. A
+    transcription whose CER against the latest finished run's text of the document (or page)
+    is above 65 % is refused with 409 (`mismatches` says against which run) unless
+    `confirm=true`. A records CSV may be comma, semicolon or tab separated, with or without BOM.
     """
     filename = display_filename(file.filename, "ground-truth")
     data = file.file.read(settings.max_upload_bytes + 1)
@@ -216,10 +229,54 @@ def upload_ground_truth(
         filename=filename,
         page_number=page,
         author=actor.name,
+        confirm=confirm,
     )
     if not created:
         response.status_code = status.HTTP_200_OK
     return idempotency.save(ground_truth_public(truth))
+
+
+@router.post(
+    "/projects/{project_id}/ground-truth",
+    status_code=status.HTTP_201_CREATED,
+    response_model=list[GroundTruthPublic],
+    responses={
+        200: {"model": list[GroundTruthPublic], "description": "every file was current already"},
+        **errors(409, 413),
+    },
+)
+def upload_project_ground_truth(
+    project: ProjectDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    actor: ActorDep,
+    response: Response,
+    idempotency: IdempotencyDep,
+    files: Annotated[
+        list[UploadFile],
+        File(description="transcriptions (.txt) and records (.csv) named like the documents"),
+    ],
+    confirm: ConfirmQuery = False,
+) -> list[GroundTruthPublic]:
+    """Attach ground truth to several documents at once, matched by file name: `type-1.txt`
+    (or `type-1.gt.txt`) is the transcription of `type-1.pdf`, `type-1.csv` its records. All or
+    nothing: a file that names no document (422), or a transcription that reads like another
+    text than its document's (409, unless `confirm=true`), attaches none of them."""
+    contents = []
+    for upload in files:
+        filename = display_filename(upload.filename, "ground-truth")
+        data = upload.file.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            raise UploadTooLarge(f"{filename}: larger than the upload limit")
+        contents.append((filename, decode_text(data, filename)))
+    if not contents:
+        raise InvalidUpload("no files in the upload")
+    attached = attach_ground_truth_files(
+        session=session, project=project, files=contents, author=actor.name, confirm=confirm
+    )
+    if not any(created for _, created in attached):
+        response.status_code = status.HTTP_200_OK
+    return idempotency.save([ground_truth_public(truth) for truth, _ in attached])
 
 
 def _ground_truth_kind(kind: str | None, filename: str) -> GroundTruthKind:
