@@ -29,7 +29,8 @@ def score_type(benchmark: Path, number: int, text_folder: Path) -> RecordScores:
     return score_records(reference, hypothesis, fields)
 
 
-def _row(label: str, scores: RecordScores) -> str:
+def format_row(label: str, scores: RecordScores) -> str:
+    """One table row: record counts, P/R/F1, all-field and per-field exact/fuzzy agreement."""
     result = scores.as_dict()
     records, fields = result["records"], result["fields"]
     cells = [
@@ -40,7 +41,7 @@ def _row(label: str, scores: RecordScores) -> str:
     per_field = " ".join(
         f"{fields[name]['exact']:6.1%}/{fields[name]['fuzzy']:6.1%}" for name in DEFAULT_FIELDS
     )
-    return f"{label:<7} {'  '.join(cells)}  {per_field}"
+    return f"{label:<9} {'  '.join(cells)}  {per_field}"
 
 
 def main() -> None:
@@ -59,7 +60,7 @@ def main() -> None:
         text_folder = args.benchmark / "reference_outputs" / args.text
     print(f"text: {text_folder}")
     header = (
-        "type     ref  hyp  mat  prec   recall f1     exact  fuzzy   "
+        "type       ref  hyp  mat  prec   recall f1     exact  fuzzy   "
         "first ex/fz    surname ex/fz  occupation ex/fz  address ex/fz"
     )
     print(header)
@@ -67,8 +68,8 @@ def main() -> None:
     for number in range(1, 6):
         scores = score_type(args.benchmark, number, text_folder)
         total = total + scores
-        print(_row(f"type-{number}", scores))
-    print(_row("micro", total))
+        print(format_row(f"type-{number}", scores))
+    print(format_row("micro", total))
 
 
 if __name__ == "__main__":

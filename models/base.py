@@ -7,6 +7,9 @@ from typing import Any, Protocol, runtime_checkable
 
 #: Key an engine may add to an extracted record: the input line (1-based) it came from.
 LINE_KEY = "line"
+#: Key an extraction answer may carry beside "records": one object per record, naming what
+#: produced each filled field (``{"surname": "crf", "address": "rule:house-heading"}``).
+PROVENANCE_KEY = "provenance"
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ ENGINE_MODULES = (
     "models.transformers_engine",
     "models.vllm_engine",
     "models.rules_engine",
+    "models.crf_engine",
 )
 
 

@@ -11,7 +11,7 @@ This module groups lines into entries; :mod:`models.rules_fields` splits an entr
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from models.rules_fields import (
@@ -41,20 +41,30 @@ _FIRM_WITHOUT_BUSINESS = re.compile(r"\s[-–—]\s[^,]*\d[\w½/]*\.$")
 class ExtractedRecord:
     """One directory entry as field values, with the 1-based line it starts on.
 
-    ``source_line`` is the entry's text: its lines joined with spaces.
+    ``source_line`` is the entry's text: its lines joined with spaces. ``provenance`` names,
+    per filled field, what produced it (``"rule:entry"``, ``"crf"``, ``"rule:house-heading"``,
+    ...), so a reviewer can tell a model's guess from a heading carried down.
     """
 
     fields: dict[str, str | None]
     line_number: int
     source_line: str
+    provenance: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
-class _Entry:
+class Entry:
+    """The lines of one directory entry, with the house and role headings above it.
+
+    ``starts`` is False for a line kept although it does not look like the start of an
+    entry (see :func:`group_entries`' ``keep_text``).
+    """
+
     line_number: int
     lines: list[str]
     house: str | None
     section: str | None
+    starts: bool = True
 
     @property
     def text(self) -> str:
@@ -74,19 +84,15 @@ class _Context:
     house: str | None = None
     street: str | None = None
     section: str | None = None
-    entries: list[_Entry] = field(default_factory=list)
-    open_entry: _Entry | None = None
+    entries: list[Entry] = field(default_factory=list)
+    open_entry: Entry | None = None
 
 
 def parse_directory_text(
     text: str, fields: Sequence[str] = DEFAULT_FIELDS
 ) -> list[ExtractedRecord]:
     """Parse directory text into records; fields outside the default schema stay None."""
-    entries = [
-        entry
-        for entry in _group_entries(text)
-        if len(entry.lines) > 1 or not _LONE_NAME.match(entry.lines[0])
-    ]
+    entries = [entry for entry in group_entries(text) if not is_lone_name(entry)]
     given_first = _given_names_first(entries)
     records: list[ExtractedRecord] = []
     previous_surname: str | None = None
@@ -94,15 +100,26 @@ def parse_directory_text(
         values = parse_entry(entry.text, given_first=given_first, previous_surname=previous_surname)
         if not values.get("surname"):
             continue
+        provenance = {name: "rule:entry" for name, value in values.items() if value}
+        if entry.ditto and not given_first and previous_surname:
+            provenance["surname"] = "rule:ditto"
         previous_surname = values["surname"]
-        values["occupation"] = values["occupation"] or entry.section or ""
-        values["address"] = values["address"] or entry.house or ""
+        if not values["occupation"] and entry.section:
+            values["occupation"], provenance["occupation"] = entry.section, "rule:section-heading"
+        if not values["address"] and entry.house:
+            values["address"], provenance["address"] = entry.house, "rule:house-heading"
         record_fields = {name: values.get(name) or None for name in fields}
-        records.append(ExtractedRecord(record_fields, entry.line_number, entry.text))
+        kept = {name: source for name, source in provenance.items() if record_fields.get(name)}
+        records.append(ExtractedRecord(record_fields, entry.line_number, entry.text, kept))
     return records
 
 
-def _given_names_first(entries: list[_Entry]) -> bool:
+def is_lone_name(entry: Entry) -> bool:
+    """A single line of one capitalised word: a catchword or a name cut from its entry."""
+    return len(entry.lines) == 1 and bool(_LONE_NAME.match(entry.lines[0]))
+
+
+def _given_names_first(entries: list[Entry]) -> bool:
     """Whether the directory prints ``Firstnames Surname``: the entries without a ditto mark
     mostly open with a title, or often do and are not sorted by their first word (as
     ``Surname Firstnames`` directories are)."""
@@ -121,8 +138,13 @@ def _sort_key(text: str) -> str:
     return first[:1].replace("ä", "a").replace("ö", "o").replace("ü", "u")
 
 
-def _group_entries(text: str) -> list[_Entry]:
-    """Join each entry's lines, carrying house, street and role headings along."""
+def group_entries(text: str, *, keep_text: bool = False) -> list[Entry]:
+    """Join each entry's lines, carrying house, street and role headings along.
+
+    With ``keep_text``, lines that neither continue an entry nor look like one's start are
+    kept as entries with ``starts=False`` (a learnt extractor decides what they are) instead
+    of being dropped.
+    """
     context = _Context()
     for number, raw_line in enumerate(text.splitlines(), start=1):
         line = " ".join(raw_line.split())
@@ -132,8 +154,10 @@ def _group_entries(text: str) -> list[_Entry]:
             context.open_entry.lines.append(line)
             continue
         context.open_entry = None
-        if kind == "entry":
-            context.open_entry = _Entry(number, [line], context.house, context.section)
+        if kind == "entry" or (kind == "text" and keep_text):
+            context.open_entry = Entry(
+                number, [line], context.house, context.section, starts=kind == "entry"
+            )
             context.entries.append(context.open_entry)
         elif kind == "house":
             context.house = f"{context.street}, {value}" if context.street else value

@@ -5,7 +5,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from models.base import LINE_KEY, EngineError, EngineRequest, EngineResult
+from models.base import LINE_KEY, PROVENANCE_KEY, EngineError, EngineRequest, EngineResult
 from models.rules import DEFAULT_FIELDS, parse_directory_text
 from models.spec import EngineSpec
 
@@ -30,7 +30,8 @@ class RulesEngine:
         started = time.perf_counter()
         records = parse_directory_text(request.text, fields=fields)
         answer = {
-            "records": [{**record.fields, LINE_KEY: record.line_number} for record in records]
+            "records": [{**record.fields, LINE_KEY: record.line_number} for record in records],
+            PROVENANCE_KEY: [dict(record.provenance) for record in records],
         }
         return EngineResult(
             text=json.dumps(answer, ensure_ascii=False),

@@ -42,7 +42,7 @@ _NOTE = re.compile(
     r"|hat\s+(?:seinen|den|ihren|einen)\s+Laden)"
 )
 _CROSS_REFERENCE = re.compile(r"^(?:s\.|siehe|vide|vid\.)(?:\s|$)", re.IGNORECASE)
-_LOCATIVE_START = re.compile(
+LOCATIVE_START = re.compile(
     r"^(?:(?:in|auf|an|unter|hinter|neben|bey|bei|vor|über|zwischen|nächst|ohnweit|gegenüber)"
     r"\s+(?:der|dem|den|des|die|das)\b|(?:im|am|beym|beim|vorm|aufm|außerhalb|ausserhalb"
     r"|extra|eben)\b)",
@@ -216,7 +216,7 @@ def _is_status(segment: str) -> bool:
 
 def split_address(segment: str) -> tuple[str, str]:
     """Split a segment into (leading text, trailing address); either may be empty."""
-    if _LOCATIVE_START.match(segment) or _IN_SOMEONES_HOUSE.match(segment):
+    if LOCATIVE_START.match(segment) or _IN_SOMEONES_HOUSE.match(segment):
         return "", segment
     if "daselbst" in segment:
         return "", segment

@@ -45,8 +45,24 @@ def test_surname_comma_first_names_line() -> None:
             },
             line_number=1,
             source_line="Förster, Christian, Fabrikmeister, Großkölnstraße A 391.",
+            provenance=dict.fromkeys(DEFAULT_FIELDS, "rule:entry"),
         )
     ]
+
+
+def test_provenance_names_the_heading_or_ditto_a_field_came_from() -> None:
+    text = (
+        "Nr. 3\n"
+        "Fr. Eleon. Sophie Cubaldi, Obersteuerregistrs. Witt.\n"
+        "Prediger.\n"
+        "Hr. M. Joh. Heinrich Scherzer, neben dem Waysenhause.\n"
+    )
+    first, second = parse_directory_text(text)
+    assert first.provenance["address"] == "rule:house-heading"
+    assert first.provenance["surname"] == "rule:entry"
+    assert second.provenance["occupation"] == "rule:section-heading"
+    surname_first = "Fries Joh. Carl, Handelsmann, Metzgergasse 3.\n— Joh. Jacob, Metzger.\n"
+    assert parse_directory_text(surname_first)[1].provenance["surname"] == "rule:ditto"
 
 
 def test_widow_status_and_occupation_glued_to_street() -> None:
