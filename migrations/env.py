@@ -5,7 +5,7 @@ from logging.config import fileConfig
 from alembic import context
 
 from app.config import get_settings
-from app.db import accounts, tables  # noqa: F401  (registers the tables on the metadata)
+from app.db import accounts, recognizers, review, schemas, tables  # noqa: F401  (registers the tables on the metadata)
 from app.db.session import Base, make_engine
 
 config = context.config

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,23 +23,29 @@ from models.base import EngineError, EngineNotAvailable, EngineRequest, EngineRe
 from models.ocr import (
     LayoutOptions,
     OcrLine,
-    OcrWord,
     PreparedPage,
     PrepOptions,
     TesseractCall,
     TesseractFailed,
     lines_from_words,
-    parse_tsv,
     prepare_page,
     regularise,
-    run_tesseract_tsv,
 )
+from models.ocr.columns import words_by_column
+from models.ocr.lineread import reread_lines
 from models.ocr.orientation import Orientation, detect_orientation
 from models.ocr.tessdata import available_models, search_path, tessdata_for
 from models.spec import EngineSpec, Parameter
 
 TRANSCRIPTIONS = ("normalised", "diplomatic")
+#: The project's own trained model a run reads with. The engine never sees it: the service
+#: resolves it when the run starts and the worker hands the model over as `languages` and
+#: `tessdata_dir` (app/services/recognizer_runs.py).
+RECOGNIZER = "recognizer"
 CONTRASTS = ("normalise", "none", "binarise")
+#: "page": Tesseract reads the lines it finds; "lines": each line it finds is cut out and read
+#: on its own (models/ocr/lineread.py), as a fine-tuned model was trained.
+READINGS = ("page", "lines")
 INSTALL_HINT = "on Debian: apt-get install tesseract-ocr"
 
 
@@ -78,6 +84,7 @@ class TesseractConfig:
     #: Enlarge pages whose text line pitch is under this many pixels (0: never).
     upscale_below_pitch: int = 48
     transcription: str = "normalised"
+    reading: str = "page"
     binary: str = "tesseract"
     tessdata_dir: str | None = None
 
@@ -106,6 +113,7 @@ class TesseractEngine:
             "contrast": config.contrast,
             "upscale_below_pitch": config.upscale_below_pitch,
             "transcription": config.transcription,
+            "reading": config.reading,
         }
 
     def check(self) -> Path:
@@ -161,9 +169,12 @@ class TesseractEngine:
             binary=self._binary(),
         )
         try:
+            columns = words_by_column(prepared, call)
+            if self.config.reading == "lines":
+                columns = [reread_lines(prepared, words, call) for words in columns]
             ocr_lines = [
                 line
-                for words in _words_by_column(prepared, call)
+                for words in columns
                 for line in lines_from_words(words, LayoutOptions(), map_box=to_stored)
             ]
         except TesseractFailed as exc:
@@ -210,27 +221,6 @@ class TesseractEngine:
         )
 
 
-def _words_by_column(prepared: PreparedPage, call: TesseractCall) -> list[list[OcrWord]]:
-    """Tesseract's words, one list per text column, left to right (one list for one column).
-
-    psm 6 reads the page as one block: two columns side by side would come out as lines that
-    run across both. Each column found by the crop is read on its own instead; word boxes are
-    shifted back into the prepared page's pixels.
-    """
-    crop = prepared.crop
-    if crop is None or len(crop.text_columns) < 2:
-        return [parse_tsv(run_tesseract_tsv(prepared.image, call))]
-    margin = round(prepared.line_pitch * prepared.scale / 2)
-    columns = []
-    for left, right in crop.text_columns:
-        x0 = max(0, round((left - crop.kept[0]) * prepared.scale) - margin)
-        x1 = min(prepared.image.width, round((right - crop.kept[0]) * prepared.scale) + margin)
-        strip = prepared.image.crop((x0, 0, x1, prepared.image.height))
-        words = parse_tsv(run_tesseract_tsv(strip, call))
-        columns.append([replace(word, left=word.left + x0) for word in words])
-    return columns
-
-
 def _page_layout(
     prepared: PreparedPage, turn: Orientation, size: tuple[int, int]
 ) -> dict[str, Any]:
@@ -263,7 +253,7 @@ def _version(binary: str) -> str:
 
 def create_engine(parameters: Mapping[str, Any], environment: Mapping[str, Any]) -> TesseractEngine:
     """The engine for a run's parameters on this machine (its binary, its model folder)."""
-    names = {p.name for p in SPEC.parameters}
+    names = {p.name for p in SPEC.parameters} - {RECOGNIZER}
     config = {k: v for k, v in parameters.items() if k in names}
     for key in ("binary", "tessdata_dir"):
         if environment.get(key):
@@ -326,6 +316,22 @@ SPEC = EngineSpec(
             "normalised",
             choices=TRANSCRIPTIONS,
             cli="--transcription",
+        ),
+        Parameter(
+            "reading",
+            str,
+            "page (Tesseract reads the lines it finds) or lines (each line cut out and read "
+            "on its own: better on swash capitals, and how a fine-tuned model was trained)",
+            "page",
+            choices=READINGS,
+            cli="--reading",
+        ),
+        Parameter(
+            RECOGNIZER,
+            str,
+            "the project's own trained model: default (its best version, else the languages "
+            "as given), base (the languages as given) or a version number",
+            "default",
         ),
     ),
 )

@@ -7,6 +7,7 @@ TASK_MODULES = (
     "workers.tasks.ingest",
     "workers.tasks.stages",
     "workers.tasks.evaluate",
+    "workers.tasks.train",
 )
 
 celery_app = create_celery(get_settings(), include=TASK_MODULES)

@@ -3,7 +3,19 @@
 from fastapi import APIRouter
 
 from app.api.responses import errors
-from app.api.routes import accounts, documents, exports, pages, projects, review, runs
+from app.api.routes import (
+    accounts,
+    documents,
+    edits,
+    exports,
+    failures,
+    housekeeping,
+    pages,
+    projects,
+    recognizers,
+    review,
+    runs,
+)
 
 #: What every route can answer (each route adds its own, app/api/responses.py): the auth
 #: middleware's refusals (app/api/auth.py: no or bad credentials, no right, a token's rate) and
@@ -16,3 +28,7 @@ api_router.include_router(pages.router)
 api_router.include_router(exports.router)
 api_router.include_router(accounts.router)
 api_router.include_router(review.router)
+api_router.include_router(edits.router)
+api_router.include_router(housekeeping.router)
+api_router.include_router(failures.router)
+api_router.include_router(recognizers.router)

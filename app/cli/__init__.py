@@ -3,6 +3,7 @@
 import click
 
 from app.cli.accounts import tokens, users
+from app.cli.crf import train_crf
 from app.cli.evaluate import evaluate
 from app.cli.process import process
 from app.cli.serve import migrate, serve, worker
@@ -21,6 +22,7 @@ cli.add_command(process)
 cli.add_command(evaluate)
 cli.add_command(users)
 cli.add_command(tokens)
+cli.add_command(train_crf)
 
 
 def main() -> None:

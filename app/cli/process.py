@@ -10,17 +10,25 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import click
-from sqlalchemy import select
 
+from app.cli.adapt import adapt_and_score, adapt_option, check_adapt_options, print_adaptation
 from app.cli.engine_options import (
     check_options_apply,
     engine_options,
     engines_for,
     parameters_of,
 )
+from app.cli.outputs import (
+    DEFAULT_FORMATS,
+    DialectName,
+    Format,
+    output_options,
+    print_summary,
+    write_outputs,
+)
 from app.cli.serve import upgrade_database
 from app.config import Settings, get_settings
-from app.db.tables import GroundTruthKind, Page, Run, StageResult, StageStatus
+from app.db.tables import GroundTruthKind, Run
 from app.errors import HistocrError
 from app.pipeline.dispatch import (
     EVALUATE_TASK,
@@ -50,6 +58,11 @@ class ProcessOptions:
     gt_csvs: tuple[Path, ...]
     imports: tuple[Path, ...]
     jobs: int
+    #: What is written into out_dir (app/pipeline/exports/bundle.py), and the CSV's dialect.
+    formats: tuple[Format, ...] = DEFAULT_FORMATS
+    csv_dialect: DialectName = "unix"
+    #: Fine-tune on each document's first pages and score the rest (app/cli/adapt.py).
+    adapt_pages: int | None = None
 
     def stages(self) -> list[StageRequest]:
         """The run's stages, each with the options given for a parameter its engine takes."""
@@ -83,7 +96,7 @@ class ProcessOptions:
 )
 @click.option(
     "--extract",
-    default="rules",
+    default="crf",
     show_default=True,
     help=f"Extraction engine ({engines_for('extract')}) or 'none'.",
 )
@@ -126,6 +139,8 @@ class ProcessOptions:
     show_default=True,
     help="Tasks run at once (an mLLM task keeps many requests in flight).",
 )
+@output_options
+@adapt_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the figures.")
 def process(dpi: int | None, base_url: str | None, as_json: bool, **given: Any) -> None:
     """Run OCR (and correction, extraction) on FILES and write the results to --out."""
@@ -158,7 +173,8 @@ def process(dpi: int | None, base_url: str | None, as_json: bool, **given: Any) 
     if as_json:
         click.echo(json.dumps(summary, ensure_ascii=False))
     else:
-        _print_summary(summary, out_dir)
+        print_summary(summary, out_dir)
+        print_adaptation(summary)
     if summary["status"] != "done":
         click.echo(
             f"error: the run ended {summary['status']}: " + "; ".join(summary["errors"]), err=True
@@ -192,6 +208,15 @@ def _options(
     ocr_engine = ocr or ("import" if imports else _default_ocr(files))
     extract_engine = None if extract == "none" else extract
     check_options_apply(parameters, [ocr_engine, rest.get("correct"), extract_engine])
+    check_adapt_options(
+        rest.get("adapt_pages"),
+        files=files,
+        ocr=ocr_engine,
+        correct=rest.get("correct"),
+        gt_texts=gt_texts,
+        gt_csvs=gt_csvs,
+        parameters=parameters,
+    )
     return ProcessOptions(
         files=files,
         ocr=ocr_engine,
@@ -262,7 +287,19 @@ def _process(settings: Settings, options: ProcessOptions) -> dict[str, Any]:
     dispatcher.send(ingests + dispatches)
     dispatcher.drain()
     with session_scope(settings.resolved_database_url) as session:
-        return _write_outputs(session, session.get_one(Run, run_id), options.out_dir)
+        run = session.get_one(Run, run_id)
+        summary = write_outputs(session, run, options.out_dir, options.formats, options.csv_dialect)
+        if options.adapt_pages and summary["status"] == "done":
+            summary = adapt_and_score(
+                session,
+                ctx.storage,
+                run,
+                adapt_pages=options.adapt_pages,
+                out_dir=options.out_dir,
+                jobs=options.jobs,
+                summary=summary,
+            )
+        return summary
 
 
 def _attach_inputs(
@@ -321,70 +358,3 @@ def _stage_with_progress(ctx: Any, stage: str, ids: list[int]) -> None:
 
     run_stage(ctx, stage, ids)
     click.echo(f"  {stage}: {len(ids)} page(s) finished", err=True)
-
-
-def _write_outputs(session: Any, run: Run, out_dir: Path) -> dict[str, Any]:
-    from app.pipeline.evaluation import compute_run_metrics
-    from app.pipeline.export import document_transcription, write_records_csv
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    outputs = []
-    for document in run.documents:
-        stem = Path(document.filename).stem
-        target = out_dir / f"{stem}.txt"
-        target.write_text(document_transcription(session, run, document) + "\n", encoding="utf-8")
-        outputs.append(str(target))
-    records = None
-    if run.config.extracts:
-        with (out_dir / "records.csv").open("w", encoding="utf-8", newline="") as handle:
-            records = write_records_csv(session, run, handle)
-        outputs.append(str(out_dir / "records.csv"))
-    metrics = compute_run_metrics(session, run)
-    failed = session.execute(
-        select(StageResult.stage, Page.number, StageResult.error, Page.document_id)
-        .join(Page, Page.id == StageResult.page_id)
-        .where(StageResult.run_id == run.id, StageResult.status != StageStatus.DONE)
-    ).all()
-    errors = [f"{stage} page {number}: {error}" for stage, number, error, _ in failed]
-    errors += [f"{d.filename}: {d.error}" for d in run.documents if d.error]
-    summary: dict[str, Any] = {
-        "status": run.status,
-        "pages": sum(len(d.pages) for d in run.documents),
-        "records_written": records,
-        "outputs": outputs,
-        "errors": errors,
-        "stages": [
-            {"stage": s.stage, "engine": s.engine, "parameters": s.parameters}
-            for s in run.config.stages
-        ],
-        # The resolutions the pages were actually rendered at.
-        "dpi": sorted({p.dpi for d in run.documents for p in d.pages if p.dpi}),
-    }
-    final = metrics["text"][metrics["final_stage"]]["run"]
-    if final is not None:
-        summary.update(
-            {key: final[key] for key in ("cer", "cer_normalized", "wer", "wer_normalized")}
-        )
-    if metrics["records"] is not None:
-        summary.update(metrics["records"]["run"])
-    summary["metrics"] = metrics
-    return summary
-
-
-def _print_summary(summary: dict[str, Any], out_dir: Path) -> None:
-    click.echo(
-        f"{summary['pages']} page(s), run {summary['status']}, "
-        f"{summary['seconds']} s ({summary['seconds_per_page']} s/page)"
-    )
-    if "cer" in summary:
-        click.echo(
-            f"CER {summary['cer']:.2%} (normalized {summary['cer_normalized']:.2%}), "
-            f"WER {summary['wer']:.2%} (normalized {summary['wer_normalized']:.2%})"
-        )
-    if "records" in summary:
-        rec = summary["records"]
-        click.echo(
-            f"records: precision {rec['precision']:.2%}, recall {rec['recall']:.2%}, "
-            f"F1 {rec['f1']:.2%}"
-        )
-    click.echo(f"written to {out_dir}: " + ", ".join(Path(p).name for p in summary["outputs"]))

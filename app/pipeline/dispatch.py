@@ -18,6 +18,8 @@ STAGE_TASKS = {
 }
 INGEST_TASK = "histocr.ingest"
 EVALUATE_TASK = "histocr.evaluate"
+#: Fine-tune a project's recogniser (workers/tasks/train.py).
+TRAIN_TASK = "histocr.train"
 
 #: How long one try to publish may wait on an unresponsive broker's socket (connect or answer).
 #: kombu's default is no limit: a broker that accepted the connection and then said nothing held

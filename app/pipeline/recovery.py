@@ -13,6 +13,7 @@ from app.db.tables import IDEMPOTENCY_KEY_TTL_S, IdempotencyKey
 from app.pipeline.dispatch import Dispatch, Dispatcher
 from app.pipeline.outbox import enqueue, send_due
 from app.pipeline.scheduler import recover_stale
+from app.services.recognizers import fail_stale_trainings
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +21,8 @@ logger = logging.getLogger(__name__)
 def recover_once(settings: Settings, dispatcher: Dispatcher) -> list[Dispatch]:
     """One sweep: reset expired leases and record what became runnable in the outbox (in the
     same transaction), then send every task due there, those a request could not send
-    included; forget Idempotency-Keys past their time."""
+    included; forget Idempotency-Keys past their time; fail recogniser trainings whose worker
+    stopped beating (they are not resumed: app/services/recognizers.py)."""
     with session_scope(settings.resolved_database_url) as session:
         dispatches = recover_stale(
             session,
@@ -30,6 +32,8 @@ def recover_once(settings: Settings, dispatcher: Dispatcher) -> list[Dispatch]:
         )
         enqueue(session, dispatches)
         _forget_expired_idempotency_keys(session)
+        for stale in fail_stale_trainings(session, lease_s=settings.stage_lease_s):
+            logger.warning("recogniser training %s: its worker stopped; failed", stale.id)
     sent = send_due(get_engine(settings.resolved_database_url), dispatcher)
     if sent:
         logger.info("recovery sent %d task(s) from the outbox", sent)

@@ -201,7 +201,7 @@ def test_process_one_page_with_ground_truth(tmp_path, scan):
     assert summary["status"] == "done" and summary["pages"] == 1 and summary["errors"] == []
     assert [(s["stage"], s["engine"]) for s in summary["stages"]] == [
         ("ocr", "tesseract"),
-        ("extract", "rules"),
+        ("extract", "crf"),
     ]
 
     transcription = (out / "adressbuch-1822.txt").read_text(encoding="utf-8")
@@ -219,7 +219,9 @@ def test_process_one_page_with_ground_truth(tmp_path, scan):
 
     with (out / "records.csv").open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
-        assert reader.fieldnames == [*FIELDS, "document", "page", "line", "run"]
+        assert reader.fieldnames == [*FIELDS, "document", "page", "line", "last_line"] + [
+            *("x0", "y0", "x1", "y1", "run", "version", "verified")
+        ]
         rows = list(reader)
     assert len(rows) >= 1
     assert rows[0]["surname"] == "Foerster" and rows[0]["first and middle names"] == "Christian"

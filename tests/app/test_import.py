@@ -46,7 +46,7 @@ def test_process_with_imported_transkribus_pages_scores_as_transkribus(tmp_path:
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert [s["engine"] for s in summary["stages"]] == ["import", "rules"]
+    assert [s["engine"] for s in summary["stages"]] == ["import", "crf"]
     expected = score_text(
         truth.read_text(encoding="utf-8"),
         benchmark_file("reference_outputs", "transkribus", "type-1.txt").read_text(

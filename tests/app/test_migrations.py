@@ -15,7 +15,7 @@ from sqlalchemy import Engine, create_engine, inspect, text
 
 from app.cli.serve import MIGRATIONS, upgrade_database
 from app.config import Settings
-from app.db import tables  # noqa: F401  (registers the tables on the metadata)
+from app.db import recognizers, review, schemas, tables  # noqa: F401  (registers the tables on the metadata)
 from app.db.session import Base
 from tests.conftest import ROOT
 

@@ -64,14 +64,16 @@ def test_the_default_pipeline_records_every_default() -> None:
                 "contrast": "normalise",
                 "upscale_below_pitch": 48,
                 "transcription": "normalised",
+                "reading": "page",
+                "recognizer": "default",  # resolved when a run is created
             },
             queue="cpu",
             batch_size=1,
         ),
         StageConfig(
             stage="extract",
-            engine="rules",
-            parameters={},
+            engine="crf",
+            parameters={"model": "prior"},
             source="ocr",
             fields=FIELDS,
             inputs="text",

@@ -134,6 +134,8 @@ def test_a_run_records_everything_that_decides_its_output(
         "contrast": "normalise",
         "upscale_below_pitch": 48,
         "transcription": "normalised",
+        "reading": "page",
+        "recognizer": "base",  # the project has no trained version: the shipped model
     }
     assert correct["parameters"]["model"] == MODEL
     assert correct["parameters"]["image_max_side"] == 2000

@@ -6,23 +6,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery.signals import worker_ready
-from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.orm import Session, joinedload
 
 from app.db.session import utcnow
-from app.db.tables import Line, Page, Record, Run, StageResult, StageStatus
+from app.db.tables import Page, Record, Run, StageResult, StageStatus
 from app.pipeline.dispatch import STAGE_TASKS, Dispatch
 from app.pipeline.engines import default_parameters, engine_environment
 from app.pipeline.outbox import enqueue
 from app.pipeline.run_config import StageConfig
 from app.pipeline.scheduler import advance, lock_run
 from app.services.imports import imported_pages
-from models.base import EngineError, EngineResult, TextLine
+from app.services.recognizer_runs import model_folder, project_model_inputs, uses_project_model
+from models.base import EngineError, EngineResult
 from models.registry import engine_specs, get_engine
 from models.rewrite import rewrite_problem
 from models.stages import PageInput, StageOutput, StageOutputInvalid, build_requests, parse_result
 from workers.celery_app import celery_app
 from workers.context import TaskContext, beat_interval_s, celery_context, heartbeat
+from workers.tasks.lines import store_lines
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +53,18 @@ def run_stage(ctx: TaskContext, stage: str, result_ids: Sequence[int]) -> None:
     with heartbeat(lambda: _beat(ctx, claimed), beat_interval_s(ctx.settings)):
         try:
             environment = ctx.engine_environment(spec.engine)
-            engine = get_engine(spec.engine, spec.parameters, environment)
+            parameters = spec.parameters
+            if uses_project_model(spec.engine, parameters):  # a version of the project's own
+                with ctx.session() as session:
+                    parameters, environment = project_model_inputs(
+                        session=session,
+                        storage=ctx.storage,
+                        folder=model_folder(ctx.settings),
+                        run_id=run_id,
+                        parameters=parameters,
+                        environment=environment,
+                    )
+            engine = get_engine(spec.engine, parameters, environment)
             used = engine.describe()
             requests = build_requests(spec, [c.page for c in claimed])
             answers = engine.run_batch(requests)
@@ -272,6 +285,9 @@ def _count_attempts(result: StageResult, tries: int) -> None:
 
 
 def _record_success(session: Session, result: StageResult, output: StageOutput) -> None:
+    """Store the page's text, lines and records; each record keeps what produced each of its
+    fields, as the engine said (the CRF and rules engines name a model or rule per field), or
+    else the engine itself."""
     answer = output.result
     _count_attempts(result, answer.attempts)
     result.status = StageStatus.DONE
@@ -283,7 +299,7 @@ def _record_success(session: Session, result: StageResult, output: StageOutput) 
     result.error = None
     result.finished_at = utcnow()
     result.page_layout = dict(answer.page_layout) if answer.page_layout else None
-    _store_lines(session, result, answer.lines)
+    store_lines(session, result, answer.lines, output.text)
     if output.records is None:
         return
     session.execute(delete(Record).where(Record.stage_result_id == result.id))
@@ -297,36 +313,10 @@ def _record_success(session: Session, result: StageResult, output: StageOutput) 
                 line_number=record.line_number,
                 source_line=record.source_line,
                 fields=record.fields,
+                provenance=record.provenance
+                or {name: result.engine for name, value in record.fields.items() if value},
             )
         )
-
-
-def _store_lines(session: Session, result: StageResult, lines: Sequence[TextLine] | None) -> None:
-    """The lines of the page's text with their geometry (replacing an earlier attempt's)."""
-    session.execute(delete(Line).where(Line.stage_result_id == result.id))
-    if not lines:
-        return
-    session.execute(
-        insert(Line),
-        [
-            {
-                "run_id": result.run_id,
-                "page_id": result.page_id,
-                "stage_result_id": result.id,
-                "position": position,
-                "text": line.text,
-                "diplomatic": line.diplomatic if line.diplomatic != line.text else None,
-                "x0": line.bbox[0] if line.bbox else None,
-                "y0": line.bbox[1] if line.bbox else None,
-                "x1": line.bbox[2] if line.bbox else None,
-                "y1": line.bbox[3] if line.bbox else None,
-                "confidence": line.confidence,
-                "min_confidence": line.min_confidence,
-                "kind": line.kind,
-            }
-            for position, line in enumerate(lines)
-        ],
-    )
 
 
 @worker_ready.connect
