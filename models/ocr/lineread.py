@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import replace
@@ -28,7 +26,7 @@ from pathlib import Path
 from models.ocr.layout import LayoutOptions, lines_from_words
 from models.ocr.linecut import cut_box, line_band, median_height
 from models.ocr.pageprep import PreparedPage
-from models.ocr.tesseract_tsv import OcrWord, TesseractCall, TesseractFailed
+from models.ocr.tesseract_tsv import OcrWord, TesseractCall, run_tesseract
 
 #: Line-reading mode: the image is one text line, no layout analysis.
 _RAW_LINE_PSM = 13
@@ -83,24 +81,7 @@ def reread_lines(
 
 def _run(listing: Path, call: TesseractCall) -> str:
     """Tesseract on a list of line images (`--psm 13`), TSV on stdout."""
-    arguments = replace(call, psm=_RAW_LINE_PSM).arguments()
-    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
-    try:
-        out = subprocess.run(
-            [call.binary, str(listing), "stdout", *arguments],
-            capture_output=True,
-            timeout=call.timeout_s,
-            env=env,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise TesseractFailed(f"Tesseract took longer than {call.timeout_s:.0f} s") from None
-    if out.returncode != 0:
-        message = out.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise TesseractFailed(
-            f"Tesseract failed (exit {out.returncode}): {message[-1] if message else ''}"
-        )
-    return out.stdout.decode("utf-8", "replace")
+    return run_tesseract(call, listing, replace(call, psm=_RAW_LINE_PSM).arguments())
 
 
 def _words_by_image(tsv: str) -> dict[int, list[OcrWord]]:

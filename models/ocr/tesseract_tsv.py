@@ -89,18 +89,25 @@ def run_tesseract_tsv(image: Image.Image | Path, call: TesseractCall) -> str:
             image.convert("L" if image.mode == "1" else image.mode).save(path)
         else:
             path = image
-        # One thread per page: parallelism comes from running pages side by side.
-        env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
-        try:
-            out = subprocess.run(
-                [call.binary, str(path), "stdout", *call.arguments()],
-                capture_output=True,
-                timeout=call.timeout_s,
-                env=env,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise TesseractFailed(f"Tesseract took longer than {call.timeout_s:.0f} s") from None
+        return run_tesseract(call, path, call.arguments())
+
+
+def run_tesseract(call: TesseractCall, source: Path, arguments: list[str]) -> str:
+    """Tesseract on `source` (an image, or a file listing images) with `arguments`, its stdout.
+
+    One thread per call: parallelism comes from running pages (or line batches) side by side.
+    """
+    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+    try:
+        out = subprocess.run(
+            [call.binary, str(source), "stdout", *arguments],
+            capture_output=True,
+            timeout=call.timeout_s,
+            env=env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise TesseractFailed(f"Tesseract took longer than {call.timeout_s:.0f} s") from None
     if out.returncode != 0:
         message = out.stderr.decode("utf-8", "replace").strip().splitlines()
         raise TesseractFailed(
